@@ -1,0 +1,382 @@
+"""The `flux-azdo` command line.
+
+Flag names and defaults mirror `flux install` and `flux bootstrap git`, so commands
+people already run keep working. Only argparse and our own light modules are imported
+at start-up; everything heavy is imported inside the command that needs it, which keeps
+`flux-azdo --help` instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from flux_azdo import __version__
+from flux_azdo.errors import UsageError, UserError
+
+if TYPE_CHECKING:
+    from flux_azdo.console import TerminalReporter
+    from flux_azdo.manifests.install import InstallOptions
+    from flux_azdo.manifests.repository import BootstrapFiles
+    from flux_azdo.manifests.sync import SyncOptions
+
+DEFAULT_COMPONENTS = "source-controller,kustomize-controller,helm-controller,notification-controller"
+_STATUS_WORDS = {"create": "created", "update": "updated", "unchanged": "unchanged", "keep": "kept"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes", "t"):
+        return True
+    if lowered in ("false", "0", "no", "f"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: use true or false")
+
+
+def _add_bool(parser: argparse._ActionsContainer, flag: str, default: bool, help_text: str) -> None:
+    parser.add_argument(flag, nargs="?", const=True, default=default, type=_bool, metavar="BOOL", help=help_text)
+
+
+def _csv(values: list[str] | None) -> tuple[str, ...]:
+    """Comma-separated and/or repeated flags, as cobra's StringSlice reads them."""
+    return tuple(item.strip() for value in values or () for item in value.split(",") if item.strip())
+
+
+def _add_install_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Flux components (as `flux install`)")
+    group.add_argument("-v", "--version", help="Flux version, e.g. v2.9.4 or 'latest' (default: the tested release)")
+    group.add_argument(
+        "--manifests",
+        metavar="SOURCE",
+        help="distribution to render from: a gotk-components.yaml, a folder or .tar.gz holding it, or "
+        "oci://registry/repository (default oci://ghcr.io/fluxcd/flux-manifests)",
+    )
+    group.add_argument(
+        "--components",
+        action="append",
+        metavar="LIST",
+        help=f"controllers to install (default {DEFAULT_COMPONENTS})",
+    )
+    group.add_argument(
+        "--components-extra",
+        action="append",
+        metavar="LIST",
+        help="more controllers: image-reflector-controller,image-automation-controller,source-watcher",
+    )
+    group.add_argument(
+        "-n",
+        "--namespace",
+        default=None,
+        help="namespace Flux runs in (default flux-system, or $FLUX_SYSTEM_NAMESPACE)",
+    )
+    group.add_argument(
+        "--registry",
+        default="ghcr.io/fluxcd",
+        help="container registry the controller images come from (default ghcr.io/fluxcd)",
+    )
+    group.add_argument("--image-pull-secret", default="", help="Secret the controllers pull their images with")
+    group.add_argument(
+        "--registry-creds",
+        default="",
+        metavar="USER:PASSWORD",
+        help="credentials for --image-pull-secret (stored in the cluster, never in Git)",
+    )
+    _add_bool(group, "--network-policy", True, "deny ingress from other namespaces (default true)")
+    _add_bool(group, "--watch-all-namespaces", True, "watch objects in every namespace (default true)")
+    group.add_argument("--log-level", default="info", help="controller log level: debug, info or error (default info)")
+    group.add_argument("--cluster-domain", default="cluster.local", help="cluster DNS domain (default cluster.local)")
+    group.add_argument("--toleration-keys", action="append", metavar="LIST", help="taint keys the controllers tolerate")
+
+
+def _add_sync_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("repository and sync (as `flux bootstrap git`)")
+    group.add_argument(
+        "--url",
+        required=True,
+        help="Git repository URL: https://dev.azure.com/<org>/<project>/_git/<repo> or ssh://git@ssh.dev.azure.com/v3/<org>/<project>/<repo>",
+    )
+    group.add_argument("--branch", default="main", help="branch Flux follows (default main)")
+    group.add_argument(
+        "--path",
+        default="",
+        help="folder of this cluster in the repository, e.g. clusters/prod (default: the root)",
+    )
+    group.add_argument("--interval", default="1m", help="how often Flux fetches the repository (default 1m)")
+    group.add_argument(
+        "--name", default=None, help="name of the GitRepository and Kustomization (default: the namespace)"
+    )
+    group.add_argument(
+        "--secret-name",
+        default="flux-system",
+        help="Secret with the cluster's Git credentials (default flux-system)",
+    )
+    group.add_argument(
+        "--provider",
+        default="generic",
+        choices=("generic", "azure"),
+        help="'azure': workload identity to Azure DevOps, no Secret",
+    )
+    group.add_argument(
+        "--azure-client-id",
+        default=None,
+        help="client ID of the managed identity source-controller uses with --provider azure",
+    )
+    group.add_argument("--azure-tenant-id", default=None, help="tenant ID of that identity (optional)")
+    group.add_argument("-u", "--username", default="git", help="user for SSH URLs without one (default git)")
+    group.add_argument("--ssh-hostname", default="", help="host[:port] the cluster uses for SSH, if not the URL's")
+    _add_bool(group, "--recurse-submodules", False, "also fetch Git submodules")
+    group.add_argument(
+        "--sparse-checkout", action="append", metavar="LIST", help="only these folders of the repository"
+    )
+    _add_bool(group, "--allow-insecure-http", False, "allow an http:// URL (test servers only)")
+    _add_bool(
+        group,
+        "--token-auth",
+        False,
+        "accepted for `flux bootstrap git` compatibility: https URLs always use a token",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="flux-azdo",
+        description="Bootstrap Flux on AKS with an Azure DevOps Git repository as the source of truth.",
+    )
+    parser.add_argument("--version", action="version", version=f"flux-azdo {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    install = commands.add_parser(
+        "install",
+        help="render gotk-components.yaml (with --export)",
+        description="Render the Flux components, as `flux install --export` does.",
+    )
+    install.add_argument("--export", action="store_true", help="print the manifests to stdout")
+    _add_install_flags(install)
+    install.set_defaults(handler=_cmd_install)
+
+    generate = commands.add_parser(
+        "generate",
+        help="write the files `flux bootstrap` commits",
+        description="Write <path>/<namespace>/{gotk-components,gotk-sync,kustomization}.yaml into a checkout, "
+        "as `flux bootstrap git` would commit them.",
+    )
+    generate.add_argument("--output-dir", required=True, type=Path, help="the repository checkout to write into")
+    _add_sync_flags(generate)
+    _add_install_flags(generate)
+    generate.set_defaults(handler=_cmd_generate)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the main job on the bundled sample (no network)",
+        description="Generate the bootstrap files from the bundled sample distribution and show them.",
+    )
+    demo.add_argument(
+        "--output-dir",
+        type=Path,
+        default=None,
+        help="keep the result here (default: a temporary folder, removed afterwards)",
+    )
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def _namespace(args: argparse.Namespace, reporter: TerminalReporter) -> str:
+    if args.namespace:
+        return str(args.namespace)
+    from_env = os.environ.get("FLUX_SYSTEM_NAMESPACE", "").strip()
+    if from_env:
+        from flux_azdo.manifests.install import validate_namespace
+
+        try:
+            validate_namespace(from_env)
+            return from_env
+        except UserError:
+            reporter.warning(f"ignoring invalid FLUX_SYSTEM_NAMESPACE: {from_env!r}")
+    return "flux-system"
+
+
+def _install_options(args: argparse.Namespace, namespace: str) -> InstallOptions:
+    from flux_azdo.manifests.install import InstallOptions
+
+    return InstallOptions(
+        version=args.version,
+        components=_csv(args.components) or tuple(DEFAULT_COMPONENTS.split(",")),
+        components_extra=_csv(args.components_extra),
+        namespace=namespace,
+        registry=args.registry,
+        image_pull_secret=args.image_pull_secret,
+        registry_creds=args.registry_creds,
+        network_policy=args.network_policy,
+        watch_all_namespaces=args.watch_all_namespaces,
+        log_level=args.log_level,
+        cluster_domain=args.cluster_domain,
+        toleration_keys=_csv(args.toleration_keys),
+    )
+
+
+def _sync_options(args: argparse.Namespace, namespace: str) -> SyncOptions:
+    from flux_azdo.manifests.sync import SyncOptions
+
+    return SyncOptions(
+        url=args.url,
+        branch=args.branch,
+        path=args.path,
+        interval=args.interval,
+        namespace=namespace,
+        name=args.name,
+        secret_name=args.secret_name,
+        recurse_submodules=args.recurse_submodules,
+        sparse_checkout=_csv(args.sparse_checkout),
+        provider=args.provider,
+        username=args.username,
+        ssh_hostname=args.ssh_hostname,
+        allow_insecure_http=args.allow_insecure_http,
+    )
+
+
+def _cmd_install(args: argparse.Namespace) -> int:
+    from flux_azdo.console import TerminalReporter
+    from flux_azdo.manifests.install import generate_components
+    from flux_azdo.sources import resolve_distribution
+
+    if not args.export:
+        raise UsageError(
+            "flux-azdo install needs --export (it prints the manifests); "
+            "`flux-azdo generate` writes the bootstrap files into a checkout"
+        )
+    reporter = TerminalReporter()
+    options = _install_options(args, _namespace(args, reporter))
+    options.selected_components()  # every flag is checked before anything is downloaded
+    distribution = resolve_distribution(args.manifests, args.version, progress=reporter.action)
+    sys.stdout.write(generate_components(distribution, options))
+    sys.stdout.flush()
+    return 0
+
+
+def _report_plan(plan: BootstrapFiles, reporter: TerminalReporter) -> None:
+    for planned in plan.files:
+        reporter.success(f"{_STATUS_WORDS[planned.status]} {planned.path}")
+    for finding in plan.findings:
+        reporter.warning(f"{finding.problem}; add:")
+        reporter.detail(finding.fix)
+
+
+def _generate(
+    output_dir: Path,
+    install: InstallOptions,
+    sync: SyncOptions,
+    manifests: str | None,
+    reporter: TerminalReporter,
+    identity: Any = None,
+) -> BootstrapFiles:
+    from flux_azdo.files import read_text_tree, write_files_atomically
+    from flux_azdo.manifests.paths import manifests_dir, repository_path
+    from flux_azdo.manifests.repository import plan_bootstrap_files
+    from flux_azdo.manifests.sync import validate_sync
+    from flux_azdo.sources import resolve_distribution
+
+    install.selected_components()
+    validate_sync(sync)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"--output-dir {output_dir} is a file: point it at a folder (your repository checkout)")
+    distribution = resolve_distribution(manifests, install.version, progress=reporter.action)
+    folder = output_dir / manifests_dir(repository_path(sync.path), sync.namespace)
+    reporter.generate(f'generating manifests in "{folder}"')
+    plan = plan_bootstrap_files(distribution, install, sync, read_text_tree(folder), identity)
+    write_files_atomically(output_dir, {f.path: f.content for f in plan.files if f.status in ("create", "update")})
+    _report_plan(plan, reporter)
+    return plan
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from flux_azdo.console import TerminalReporter
+    from flux_azdo.manifests.repository import WorkloadIdentity
+
+    reporter = TerminalReporter()
+    namespace = _namespace(args, reporter)
+    identity = WorkloadIdentity(args.azure_client_id, args.azure_tenant_id)
+    _generate(
+        args.output_dir,
+        _install_options(args, namespace),
+        _sync_options(args, namespace),
+        args.manifests,
+        reporter,
+        identity,
+    )
+    return 0
+
+
+def _print_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*")):
+        depth = len(path.relative_to(root).parts) - 1
+        size = f"  ({path.stat().st_size} bytes)" if path.is_file() else "/"
+        print(f"{'  ' * depth}{path.name}{size}")
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from flux_azdo.console import TerminalReporter
+    from flux_azdo.manifests.install import InstallOptions
+    from flux_azdo.manifests.sync import SyncOptions
+    from flux_azdo.sandbox import sample_distribution_path
+
+    reporter = TerminalReporter(sys.stdout)
+    keep = args.output_dir is not None
+    root = args.output_dir if keep else Path(tempfile.mkdtemp(prefix="flux-azdo-demo-"))
+    try:
+        with sample_distribution_path() as sample:
+            install = InstallOptions(components_extra=("image-reflector-controller", "image-automation-controller"))
+            sync = SyncOptions(url="https://dev.azure.com/contoso/platform/_git/fleet-infra", path="clusters/demo")
+            print("flux-azdo demo: the files `flux bootstrap git` would commit, from the bundled sample")
+            print("distribution (not real Flux), for https://dev.azure.com/contoso/platform/_git/fleet-infra\n")
+            plan = _generate(root, install, sync, str(sample), reporter)
+            print(f"\n{root}/")
+            _print_tree(root)
+            sync_file = next(f for f in plan.files if f.path.endswith("gotk-sync.yaml"))
+            print(f"\n{sync_file.path}:\n{sync_file.content}")
+            print("Running the same generation again changes nothing:")
+            _generate(root, install, sync, str(sample), reporter)
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    if keep:
+        print(f"\nThe files are in {root}.")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="replace")
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.handler(args))
+    except UserError as exc:
+        print(f"✗ {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("✗ interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # `flux-azdo install --export | head`: the reader left; that is not an error.
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

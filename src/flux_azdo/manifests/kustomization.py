@@ -1,0 +1,214 @@
+"""kustomization.yaml in `<path>/<namespace>/`: created once, then the user's to keep.
+
+Flux writes it only when it is absent and never touches it again, so user patches
+survive every re-bootstrap. Some of our auth modes need a patch to work at all (Azure
+DevOps SSH needs RSA SHA-2 host key algorithms; workload identity needs the
+source-controller service account annotated). Those patches are data here: written into
+a new file, and looked for, never silently added, in a file the user already has.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import yaml
+
+from flux_azdo.errors import UserError
+from flux_azdo.manifests.azure_devops import AZURE_DEVOPS_SSH_HOSTKEY_ALGOS
+from flux_azdo.manifests.goyaml import scalar
+
+KUSTOMIZATION_FILE = "kustomization.yaml"
+KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+COMPONENTS_FILE = "gotk-components.yaml"
+SYNC_FILE = "gotk-sync.yaml"
+_HEADER = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+_GUID_HEX = "0123456789abcdefABCDEF"
+
+
+@dataclass(frozen=True)
+class RequiredPatch:
+    """A kustomize patch an auth mode cannot work without."""
+
+    title: str
+    reason: str
+    entries: str  # YAML list items under `patches:`, in the file's own style
+    markers: tuple[str, ...]  # each must appear in some patch for the file to count as patched
+
+    def snippet(self) -> str:
+        return "patches:\n" + self.entries
+
+
+@dataclass(frozen=True)
+class KustomizationFinding:
+    """Something a user-owned kustomization.yaml lacks; reported, never fixed behind the user's back."""
+
+    problem: str
+    fix: str
+
+
+def azure_devops_ssh_patch() -> RequiredPatch:
+    """Azure DevOps offers only rsa-sha2-* host keys; source-controller must be told to accept them."""
+    entries = (
+        "- patch: |\n"
+        "    - op: add\n"
+        "      path: /spec/template/spec/containers/0/args/-\n"
+        f"      value: --ssh-hostkey-algos={AZURE_DEVOPS_SSH_HOSTKEY_ALGOS}\n"
+        "  target:\n"
+        "    kind: Deployment\n"
+        "    name: (source-controller|image-automation-controller)\n"
+    )
+    return RequiredPatch(
+        title="Azure DevOps SSH host key algorithms",
+        reason=(
+            "Azure DevOps answers SSH only with rsa-sha2-512/256 host keys, so source-controller needs "
+            f"--ssh-hostkey-algos={AZURE_DEVOPS_SSH_HOSTKEY_ALGOS}"
+        ),
+        entries=entries,
+        markers=("--ssh-hostkey-algos=", "rsa-sha2-"),
+    )
+
+
+def _require_guid(value: str, flag: str) -> None:
+    groups = value.split("-")
+    if [len(g) for g in groups] != [8, 4, 4, 4, 12] or any(c not in _GUID_HEX for g in groups for c in g):
+        raise UserError(f"{flag}={value!r} is not a GUID: copy the ID from the managed identity's overview page")
+
+
+def workload_identity_patch(client_id: str, tenant_id: str | None = None) -> RequiredPatch:
+    """source-controller's service account and pods, set up for Azure workload identity."""
+    _require_guid(client_id, "--azure-client-id")
+    if tenant_id:
+        _require_guid(tenant_id, "--azure-tenant-id")
+    tenant = f"        azure.workload.identity/tenant-id: {scalar(tenant_id)}\n" if tenant_id else ""
+    entries = (
+        "- patch: |\n"
+        "    apiVersion: v1\n"
+        "    kind: ServiceAccount\n"
+        "    metadata:\n"
+        "      name: source-controller\n"
+        "      annotations:\n"
+        f"        azure.workload.identity/client-id: {scalar(client_id)}\n"
+        f"{tenant}"
+        "  target:\n"
+        "    kind: ServiceAccount\n"
+        "    name: source-controller\n"
+        "- patch: |\n"
+        "    apiVersion: apps/v1\n"
+        "    kind: Deployment\n"
+        "    metadata:\n"
+        "      name: source-controller\n"
+        "    spec:\n"
+        "      template:\n"
+        "        metadata:\n"
+        "          labels:\n"
+        '            azure.workload.identity/use: "true"\n'
+        "  target:\n"
+        "    kind: Deployment\n"
+        "    name: source-controller\n"
+    )
+    return RequiredPatch(
+        title="Azure workload identity for source-controller",
+        reason=(
+            "with --provider azure, source-controller authenticates as a managed identity: its ServiceAccount "
+            "needs the azure.workload.identity/client-id annotation and its pods the azure.workload.identity/use label"
+        ),
+        entries=entries,
+        markers=("azure.workload.identity/client-id", "azure.workload.identity/use"),
+    )
+
+
+def workload_identity_markers() -> tuple[str, ...]:
+    return ("azure.workload.identity/client-id", "azure.workload.identity/use")
+
+
+def render_kustomization(resources: Sequence[str], patches: Sequence[RequiredPatch] = ()) -> str:
+    text = _HEADER + "resources:\n" + "".join(f"- {scalar(r)}\n" for r in resources)
+    if patches:
+        text += "patches:\n" + "".join(p.entries for p in patches)
+    return text
+
+
+def _is_kubernetes_resources(content: str) -> bool:
+    try:
+        docs = [d for d in yaml.safe_load_all(content) if d is not None]
+    except yaml.YAMLError:
+        return False
+    return all(isinstance(d, dict) and "kind" in d and "apiVersion" in d for d in docs)
+
+
+def discover_resources(files: Mapping[str, str]) -> list[str]:
+    """The resources Flux lists in a new kustomization.yaml: what it finds in the folder, walked in order.
+
+    Files that parse as Kubernetes objects are listed; a sub-folder with its own
+    kustomization is listed as a folder and not entered; anything else is skipped.
+    """
+    kustomized_dirs = {posixpath.dirname(p) for p in files if posixpath.basename(p) in KUSTOMIZATION_NAMES}
+    kustomized_dirs.discard("")
+    resources: list[str] = []
+    for path in sorted(files, key=lambda p: p.split("/")):
+        if path in KUSTOMIZATION_NAMES:
+            continue
+        parents = [posixpath.join(*path.split("/")[: i + 1]) for i in range(path.count("/"))]
+        owner = next((d for d in parents if d in kustomized_dirs), None)
+        if owner is not None:
+            if owner not in resources:
+                resources.append(owner)
+        elif _is_kubernetes_resources(files[path]):
+            resources.append(path)
+    return resources
+
+
+def _patch_texts(doc: Mapping[str, object], files: Mapping[str, str]) -> list[str]:
+    texts: list[str] = []
+
+    def add(item: object) -> None:
+        if isinstance(item, str):
+            # patchesStrategicMerge items are either inline YAML or a file path.
+            texts.append(files.get(posixpath.normpath(item), item))
+        elif isinstance(item, Mapping):
+            if isinstance(item.get("patch"), str):
+                texts.append(str(item["patch"]))
+            if isinstance(item.get("path"), str):
+                texts.append(files.get(posixpath.normpath(str(item["path"])), ""))
+
+    for key in ("patches", "patchesStrategicMerge", "patchesJson6902"):
+        entries = doc.get(key)
+        if isinstance(entries, list):
+            for entry in entries:
+                add(entry)
+    return texts
+
+
+def check_kustomization(
+    content: str, files: Mapping[str, str], required: Sequence[RequiredPatch]
+) -> list[KustomizationFinding]:
+    """Say what a user's kustomization.yaml lacks for this bootstrap to work."""
+    try:
+        doc = yaml.safe_load(content)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        return [KustomizationFinding(f"{KUSTOMIZATION_FILE} is not valid YAML{where}", "fix the file by hand")]
+    if not isinstance(doc, dict):
+        return [KustomizationFinding(f"{KUSTOMIZATION_FILE} is not a Kustomization", "fix the file by hand")]
+    findings = []
+    resources = [posixpath.normpath(r) for r in doc.get("resources") or [] if isinstance(r, str)]
+    for needed in (COMPONENTS_FILE, SYNC_FILE):
+        if needed not in resources:
+            findings.append(
+                KustomizationFinding(
+                    f"{KUSTOMIZATION_FILE} does not list {needed} in its resources, so Flux will not apply it",
+                    f"resources:\n- {needed}\n",
+                )
+            )
+    texts = _patch_texts(doc, files)
+    for patch in required:
+        if not all(any(marker in text for text in texts) for marker in patch.markers):
+            findings.append(
+                KustomizationFinding(
+                    f"{KUSTOMIZATION_FILE} lacks the {patch.title} patch: {patch.reason}", patch.snippet()
+                )
+            )
+    return findings

@@ -1,0 +1,164 @@
+"""The files `flux bootstrap` commits, planned together: components, sync, kustomization.
+
+Pure: it is given the distribution, the flags and what `<path>/<namespace>/` holds
+today, and answers with the content of each file and whether it would be created,
+updated, left unchanged or kept as the user wrote it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from flux_azdo.errors import UserError
+from flux_azdo.manifests.azure_devops import is_azure_devops_ssh_host
+from flux_azdo.manifests.distribution import Distribution
+from flux_azdo.manifests.install import InstallOptions, generate_components
+from flux_azdo.manifests.kustomization import (
+    COMPONENTS_FILE,
+    KUSTOMIZATION_FILE,
+    SYNC_FILE,
+    KustomizationFinding,
+    RequiredPatch,
+    azure_devops_ssh_patch,
+    check_kustomization,
+    discover_resources,
+    render_kustomization,
+    workload_identity_markers,
+    workload_identity_patch,
+)
+from flux_azdo.manifests.paths import manifests_dir
+from flux_azdo.manifests.sync import SyncOptions, generate_sync, validate_sync
+
+GITREPOSITORY_CRD = "gitrepositories.source.toolkit.fluxcd.io"
+FileStatus = Literal["create", "update", "unchanged", "keep"]
+
+
+@dataclass(frozen=True)
+class WorkloadIdentity:
+    """The managed identity source-controller runs as with `--provider azure`."""
+
+    client_id: str | None = None
+    tenant_id: str | None = None
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    path: str  # relative to the repository root
+    content: str
+    status: FileStatus
+
+
+@dataclass(frozen=True)
+class BootstrapFiles:
+    directory: str
+    files: tuple[PlannedFile, ...]
+    findings: tuple[KustomizationFinding, ...]
+    version: str
+    components: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        return any(f.status in ("create", "update") for f in self.files)
+
+
+def _crd_property_allows(crd_text: str, prop: str, value: str | None = None) -> bool:
+    """Whether a CRD schema has `prop` (and, if given, `value` in its enum)."""
+    for match in re.finditer(rf"^( +){re.escape(prop)}:\n", crd_text, flags=re.M):
+        if value is None:
+            return True
+        indent = len(match.group(1))
+        for line in crd_text[match.end() :].split("\n"):
+            if line.strip() and len(line) - len(line.lstrip(" ")) <= indent:
+                break
+            if line.strip() == f"- {value}":
+                return True
+    return False
+
+
+def _check_api_support(dist: Distribution, sync: SyncOptions) -> None:
+    crd = dist.crd(GITREPOSITORY_CRD)
+    if crd is None:
+        return
+    if sync.provider == "azure" and not _crd_property_allows(crd.text, "provider", "azure"):
+        raise UserError(
+            f"Flux {dist.version} cannot use --provider azure: its GitRepository API has no Azure provider "
+            "(added in Flux v2.4.0); use --version v2.4.0 or later"
+        )
+    if sync.sparse_checkout and not _crd_property_allows(crd.text, "sparseCheckout"):
+        raise UserError(
+            f"Flux {dist.version} cannot use --sparse-checkout: its GitRepository API has no sparseCheckout "
+            "(added in Flux v2.6.0); use a later --version"
+        )
+
+
+def _status(existing: str | None, content: str) -> FileStatus:
+    if existing is None:
+        return "create"
+    return "unchanged" if existing == content else "update"
+
+
+def plan_bootstrap_files(
+    dist: Distribution,
+    install: InstallOptions,
+    sync: SyncOptions,
+    existing: Mapping[str, str],
+    identity: WorkloadIdentity | None = None,
+) -> BootstrapFiles:
+    """Plan `<path>/<namespace>/{gotk-components,gotk-sync,kustomization}.yaml`.
+
+    `existing` maps file names relative to `<path>/<namespace>/` to their current text.
+    """
+    if install.namespace != sync.namespace:
+        raise UserError("the install and sync namespaces differ: pass one --namespace")
+    target, _, path = validate_sync(sync)
+    components = generate_components(dist, install)
+    _check_api_support(dist, sync)
+    sync_text = generate_sync(sync)
+
+    required: list[RequiredPatch] = []
+    if target.transport == "ssh" and is_azure_devops_ssh_host(target.host):
+        required.append(azure_devops_ssh_patch())
+    identity = identity or WorkloadIdentity()
+    user_file = existing.get(KUSTOMIZATION_FILE)
+    if sync.provider == "azure":
+        if identity.client_id:
+            required.append(workload_identity_patch(identity.client_id, identity.tenant_id))
+        elif user_file is None:
+            raise UserError(
+                "--provider azure needs --azure-client-id: the client ID of the managed identity federated with "
+                "source-controller's service account, written into the new kustomization.yaml"
+            )
+
+    directory = manifests_dir(path, sync.namespace)
+    files = [
+        PlannedFile(
+            posixpath.join(directory, COMPONENTS_FILE),
+            components,
+            _status(existing.get(COMPONENTS_FILE), components),
+        ),
+        PlannedFile(posixpath.join(directory, SYNC_FILE), sync_text, _status(existing.get(SYNC_FILE), sync_text)),
+    ]
+    findings: list[KustomizationFinding] = []
+    kustomization_path = posixpath.join(directory, KUSTOMIZATION_FILE)
+    if user_file is None:
+        folder = {**existing, COMPONENTS_FILE: components, SYNC_FILE: sync_text}
+        content = render_kustomization(discover_resources(folder), required)
+        files.append(PlannedFile(kustomization_path, content, "create"))
+    else:
+        if sync.provider == "azure" and not identity.client_id:
+            # Without a client ID we cannot write the patch; we can still say whether the user did.
+            required.append(
+                RequiredPatch(
+                    "Azure workload identity for source-controller",
+                    "--provider azure needs source-controller's ServiceAccount annotated with the client ID",
+                    workload_identity_patch("00000000-0000-0000-0000-000000000000").entries,
+                    workload_identity_markers(),
+                )
+            )
+        findings = check_kustomization(user_file, existing, required)
+        files.append(PlannedFile(kustomization_path, user_file, "keep"))
+    return BootstrapFiles(directory, tuple(files), tuple(findings), dist.version, install.selected_components())
