@@ -100,16 +100,21 @@ def resolves_to_non_string(s: str) -> bool:
     return False
 
 
-def _plain_allowed(s: str) -> bool:
-    emitter = yaml.emitter.Emitter(io.StringIO(), allow_unicode=True)
-    return bool(emitter.analyze_scalar(s).allow_block_plain)
+def _analysis(s: str) -> yaml.emitter.ScalarAnalysis:
+    return yaml.emitter.Emitter(io.StringIO(), allow_unicode=True).analyze_scalar(s)
+
+
+_SHORT_ESCAPES = {
+    "\0": "0", "\a": "a", "\b": "b", "\t": "t", "\n": "n", "\v": "v", "\f": "f", "\r": "r", "\x1b": "e",
+    '"': '"', "\\": "\\", "\x85": "N", "\xa0": "_", "\u2028": "L", "\u2029": "P",
+}  # fmt: skip
 
 
 def _double_quoted(s: str) -> str:
     out = []
     for ch in s:
-        if ch in ('"', "\\"):
-            out.append("\\" + ch)
+        if ch in _SHORT_ESCAPES:
+            out.append("\\" + _SHORT_ESCAPES[ch])
         elif ch.isprintable():
             out.append(ch)
         elif ord(ch) <= 0xFF:
@@ -125,9 +130,12 @@ def scalar(s: str) -> str:
         raise ValueError("multi-line values are not written by these generators")
     if resolves_to_non_string(s) or _BASE60_FLOAT.match(s):
         return _double_quoted(s)
-    if _plain_allowed(s):
+    analysis = _analysis(s)
+    if analysis.allow_block_plain:
         return s
-    return "'" + s.replace("'", "''") + "'"
+    if analysis.allow_single_quoted:
+        return "'" + s.replace("'", "''") + "'"
+    return _double_quoted(s)
 
 
 def _key_compare(a: str, b: str) -> int:

@@ -130,12 +130,16 @@ def render_kustomization(resources: Sequence[str], patches: Sequence[RequiredPat
     return text
 
 
-def _is_kubernetes_resources(content: str) -> bool:
+def _is_kubernetes_resources(path: str, content: str) -> bool:
+    # Only manifest files, and only if every document is an object: a README or an
+    # empty placeholder listed as a resource would break `kustomize build`.
+    if not path.endswith((".yaml", ".yml", ".json")):
+        return False
     try:
         docs = [d for d in yaml.safe_load_all(content) if d is not None]
     except yaml.YAMLError:
         return False
-    return all(isinstance(d, dict) and "kind" in d and "apiVersion" in d for d in docs)
+    return bool(docs) and all(isinstance(d, dict) and "kind" in d and "apiVersion" in d for d in docs)
 
 
 def discover_resources(files: Mapping[str, str]) -> list[str]:
@@ -155,7 +159,7 @@ def discover_resources(files: Mapping[str, str]) -> list[str]:
         if owner is not None:
             if owner not in resources:
                 resources.append(owner)
-        elif _is_kubernetes_resources(files[path]):
+        elif _is_kubernetes_resources(path, files[path]):
             resources.append(path)
     return resources
 

@@ -1,0 +1,74 @@
+"""The three bootstrap files planned together: status, patches, and API support checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from flux_azdo.errors import UserError
+from flux_azdo.manifests.distribution import Distribution, parse_distribution
+from flux_azdo.manifests.install import InstallOptions
+from flux_azdo.manifests.repository import WorkloadIdentity, plan_bootstrap_files
+from flux_azdo.manifests.sync import SyncOptions
+
+ADO = "https://dev.azure.com/contoso/platform/_git/fleet-infra"
+ADO_SSH = "ssh://git@ssh.dev.azure.com/v3/contoso/platform/fleet-infra"
+CLIENT = "6f0b1a52-5c4e-4a43-9d7e-3f5b1c0d2e11"
+
+
+def test_fresh_folder_creates_three_files_then_nothing_changes(sample: Distribution) -> None:
+    plan = plan_bootstrap_files(sample, InstallOptions(), SyncOptions(url=ADO, path="clusters/prod"), {})
+    assert [(f.path, f.status) for f in plan.files] == [
+        ("clusters/prod/flux-system/gotk-components.yaml", "create"),
+        ("clusters/prod/flux-system/gotk-sync.yaml", "create"),
+        ("clusters/prod/flux-system/kustomization.yaml", "create"),
+    ]
+    assert plan.changed and plan.findings == ()
+    existing = {f.path.rsplit("/", 1)[1]: f.content for f in plan.files}
+    again = plan_bootstrap_files(sample, InstallOptions(), SyncOptions(url=ADO, path="clusters/prod"), existing)
+    assert [f.status for f in again.files] == ["unchanged", "unchanged", "keep"]
+    assert not again.changed
+    upgraded = plan_bootstrap_files(sample, InstallOptions(log_level="debug"), SyncOptions(url=ADO, path="clusters/prod"), existing)
+    assert [f.status for f in upgraded.files] == ["update", "unchanged", "keep"]
+
+
+def test_root_path_and_namespace_decide_the_folder(sample: Distribution) -> None:
+    plan = plan_bootstrap_files(sample, InstallOptions(namespace="gitops"), SyncOptions(url=ADO, namespace="gitops"), {})
+    assert plan.directory == "gitops"
+    with pytest.raises(UserError, match="namespaces differ"):
+        plan_bootstrap_files(sample, InstallOptions(namespace="a"), SyncOptions(url=ADO, namespace="b"), {})
+
+
+def test_azure_devops_ssh_gets_the_host_key_patch_in_a_new_file(sample: Distribution) -> None:
+    plan = plan_bootstrap_files(sample, InstallOptions(), SyncOptions(url=ADO_SSH), {})
+    assert "--ssh-hostkey-algos=rsa-sha2-512,rsa-sha2-256" in plan.files[2].content
+    # Other SSH hosts and HTTPS do not need it.
+    for url in ("ssh://git@github.com/o/r", ADO):
+        assert "patches" not in plan_bootstrap_files(sample, InstallOptions(), SyncOptions(url=url), {}).files[2].content
+
+
+def test_user_kustomization_is_kept_and_a_missing_patch_reported(sample: Distribution) -> None:
+    user = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- gotk-components.yaml\n- gotk-sync.yaml\n"
+    plan = plan_bootstrap_files(sample, InstallOptions(), SyncOptions(url=ADO_SSH), {"kustomization.yaml": user})
+    assert plan.files[2].content == user and plan.files[2].status == "keep"
+    assert len(plan.findings) == 1 and "Azure DevOps SSH" in plan.findings[0].problem
+
+
+def test_workload_identity_patches_and_their_requirements(sample: Distribution) -> None:
+    sync = SyncOptions(url=ADO, provider="azure")
+    plan = plan_bootstrap_files(sample, InstallOptions(), sync, {}, WorkloadIdentity(CLIENT))
+    assert f"azure.workload.identity/client-id: {CLIENT}" in plan.files[2].content
+    assert "provider: azure" in plan.files[1].content
+    with pytest.raises(UserError, match="--provider azure needs --azure-client-id"):
+        plan_bootstrap_files(sample, InstallOptions(), sync, {})
+    user = "resources: [gotk-components.yaml, gotk-sync.yaml]\n"
+    plan = plan_bootstrap_files(sample, InstallOptions(), sync, {"kustomization.yaml": user})
+    assert "workload identity" in plan.findings[0].problem
+
+
+def test_api_support_is_read_from_the_distribution(sample: Distribution, sample_text: str) -> None:
+    no_provider = parse_distribution(sample_text.replace("- generic\n                - azure\n", "- generic\n", 1), "old")
+    with pytest.raises(UserError, match=r"cannot use --provider azure: its GitRepository API has no Azure provider \(added in Flux v2.4.0\)"):
+        plan_bootstrap_files(no_provider, InstallOptions(), SyncOptions(url=ADO, provider="azure"), {}, WorkloadIdentity(CLIENT))
+    no_sparse = parse_distribution(sample_text.replace("sparseCheckout:", "sparseCheckoutX:"), "old")
+    with pytest.raises(UserError, match="cannot use --sparse-checkout"):
+        plan_bootstrap_files(no_sparse, InstallOptions(), SyncOptions(url=ADO, sparse_checkout=("a",)), {})
