@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from flux_azdo.manifests.distribution import Distribution, parse_distribution
 from flux_azdo.sandbox import sample_distribution_path
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def corpus_dir() -> Path | None:
-    """`../shared/flux-corpus` next to the checkout (or $FLUX_CORPUS_DIR), if it is there."""
-    configured = os.environ.get("FLUX_CORPUS_DIR")
-    path = Path(configured) if configured else ROOT.parent / "shared" / "flux-corpus"
-    return path if (path / "INDEX.md").is_file() else None
+from support.corpus import corpus_dir
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,9 @@ def test_intervals_are_written_as_go_durations(text: str, formatted: str) -> Non
     assert flux_interval(text) == formatted
 
 
-@pytest.mark.parametrize(("ns", "text"), [(1000, "1µs"), (1500, "1.5µs"), (999, "999ns"), (-90 * 10**9, "-1m30s"), (0, "0s")])
+@pytest.mark.parametrize(
+    ("ns", "text"), [(1000, "1µs"), (1500, "1.5µs"), (999, "999ns"), (-90 * 10**9, "-1m30s"), (0, "0s")]
+)
 def test_small_and_negative_durations_format_like_go(ns: int, text: str) -> None:
     assert format_go_duration(ns) == text
     assert parse_go_duration(text) == ns

@@ -25,7 +25,15 @@ def test_strings_that_read_as_other_types_are_double_quoted(value: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("a: b", "'a: b'"), ("#x", "'#x'"), ("*x", "'*x'"), ("- x", "'- x'"), ("-", "'-'"), (" x", "' x'"), ("it's: x", "'it''s: x'")],
+    [
+        ("a: b", "'a: b'"),
+        ("#x", "'#x'"),
+        ("*x", "'*x'"),
+        ("- x", "'- x'"),
+        ("-", "'-'"),
+        (" x", "' x'"),
+        ("it's: x", "'it''s: x'"),
+    ],
 )
 def test_strings_that_cannot_be_plain_are_single_quoted(value: str, expected: str) -> None:
     assert scalar(value) == expected

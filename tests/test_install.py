@@ -38,7 +38,12 @@ def test_defaults_give_the_header_and_the_four_default_controllers(sample: Distr
     )
     assert _docs(out)[0]["kind"] == "Namespace"
     assert out.endswith("\n") and not out.endswith("\n\n") and "\n---\n---" not in out
-    assert sorted(_deployments(out)) == ["helm-controller", "kustomize-controller", "notification-controller", "source-controller"]
+    assert sorted(_deployments(out)) == [
+        "helm-controller",
+        "kustomize-controller",
+        "notification-controller",
+        "source-controller",
+    ]
     # Without source-watcher, its feature gate is not passed to kustomize- and helm-controller.
     assert "--feature-gates=ExternalArtifact=true" not in out
 
@@ -87,9 +92,16 @@ def test_events_address_is_empty_without_notification_controller(sample: Distrib
 
 @pytest.mark.parametrize(
     ("version", "namespace_in_address"),
-    [("v2.6.4", "gitops"), ("v2.7.0", "gitops"), ("v2.7.2", "$(RUNTIME_NAMESPACE)"), ("v2.9.4", "$(RUNTIME_NAMESPACE)")],
+    [
+        ("v2.6.4", "gitops"),
+        ("v2.7.0", "gitops"),
+        ("v2.7.2", "$(RUNTIME_NAMESPACE)"),
+        ("v2.9.4", "$(RUNTIME_NAMESPACE)"),
+    ],
 )
-def test_events_address_names_the_namespace_up_to_v2_7_0(sample_text: str, version: str, namespace_in_address: str) -> None:
+def test_events_address_names_the_namespace_up_to_v2_7_0(
+    sample_text: str, version: str, namespace_in_address: str
+) -> None:
     out = generate_components(_with_version(sample_text, version), InstallOptions(namespace="gitops"))
     assert f"--events-addr=http://notification-controller.{namespace_in_address}.svc.cluster.local./" in _args(
         out, "kustomize-controller"
@@ -99,17 +111,25 @@ def test_events_address_names_the_namespace_up_to_v2_7_0(sample_text: str, versi
 def test_registry_pull_secret_and_tolerations(sample: Distribution) -> None:
     out = generate_components(
         sample,
-        InstallOptions(registry="myacr.azurecr.io/fluxcd/", image_pull_secret="acr-pull", toleration_keys=("node-role/flux", "gpu")),
+        InstallOptions(
+            registry="myacr.azurecr.io/fluxcd/", image_pull_secret="acr-pull", toleration_keys=("node-role/flux", "gpu")
+        ),
     )
     for name, deployment in _deployments(out).items():
         pod = deployment["spec"]["template"]["spec"]
         assert pod["containers"][0]["image"] == f"myacr.azurecr.io/fluxcd/{name}:v0.0.0-sample"
         assert pod["imagePullSecrets"] == [{"name": "acr-pull"}]
-        assert pod["tolerations"] == [{"key": "node-role/flux", "operator": "Exists"}, {"key": "gpu", "operator": "Exists"}]
+        assert pod["tolerations"] == [
+            {"key": "node-role/flux", "operator": "Exists"},
+            {"key": "gpu", "operator": "Exists"},
+        ]
     # Placed where kustomize puts them: sorted among the pod spec keys.
     assert "      containers:\n" in out
     assert re.search(r"      imagePullSecrets:\n      - name: acr-pull\n      nodeSelector:", out)
-    assert re.search(r"terminationGracePeriodSeconds: 10\n      tolerations:\n      - key: node-role/flux\n        operator: Exists\n", out)
+    assert re.search(
+        r"terminationGracePeriodSeconds: 10\n      tolerations:\n      - key: node-role/flux\n        operator: Exists\n",
+        out,
+    )
 
 
 def test_flags_applied_twice_or_undone_round_trip(sample: Distribution) -> None:
@@ -122,7 +142,9 @@ def test_flags_applied_twice_or_undone_round_trip(sample: Distribution) -> None:
     assert generate_components(parse_distribution(once, "once"), custom) == once
     default = generate_components(sample, InstallOptions(components_extra=SIX))
     # Network policies cannot come back from a distribution without them; everything else can.
-    back = generate_components(parse_distribution(once, "once"), InstallOptions(components_extra=SIX, network_policy=False))
+    back = generate_components(
+        parse_distribution(once, "once"), InstallOptions(components_extra=SIX, network_policy=False)
+    )
     assert back == generate_components(sample, InstallOptions(components_extra=SIX, network_policy=False))
     assert back != default
 
@@ -141,10 +163,19 @@ def test_namespace_follows_everywhere_flux_puts_it(sample: Distribution) -> None
     assert docs[0] == {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"labels": {**docs[0]["metadata"]["labels"], "app.kubernetes.io/instance": "gitops"}, "name": "gitops"},
+        "metadata": {
+            "labels": {**docs[0]["metadata"]["labels"], "app.kubernetes.io/instance": "gitops"},
+            "name": "gitops",
+        },
     }
     names = {d["metadata"]["name"] for d in docs if d["kind"] in ("ClusterRole", "ClusterRoleBinding", "ResourceQuota")}
-    assert names == {"crd-controller-gitops", "flux-edit-gitops", "flux-view-gitops", "cluster-reconciler-gitops", "critical-pods-gitops"}
+    assert names == {
+        "crd-controller-gitops",
+        "flux-edit-gitops",
+        "flux-view-gitops",
+        "cluster-reconciler-gitops",
+        "critical-pods-gitops",
+    }
     for doc in docs:
         if doc["kind"] == "ClusterRoleBinding":
             assert {s["namespace"] for s in doc["subjects"]} == {"gitops"}
@@ -183,7 +214,9 @@ def test_flag_mistakes_are_one_line_errors(sample: Distribution, options: Instal
 def test_version_must_match_the_distribution(sample: Distribution) -> None:
     with pytest.raises(UserError, match=r"is Flux v0.0.0-sample but --version asks for v2.9.4"):
         generate_components(sample, InstallOptions(version="v2.9.4"))
-    assert generate_components(sample, InstallOptions(version="v0.0.0-sample")).count("Flux Version: v0.0.0-sample") == 1
+    assert (
+        generate_components(sample, InstallOptions(version="v0.0.0-sample")).count("Flux Version: v0.0.0-sample") == 1
+    )
 
 
 def test_component_absent_from_the_distribution(sample: Distribution) -> None:

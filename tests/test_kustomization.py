@@ -40,16 +40,29 @@ def test_resources_are_discovered_as_flux_walks_the_folder() -> None:
         "extra/b.yaml": OBJ,
         "z.json": '{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}',
     }
-    assert discover_resources(files) == ["a.yaml", "extra/b.yaml", "gotk-components.yaml", "gotk-sync.yaml", "overlay", "z.json"]
+    assert discover_resources(files) == [
+        "a.yaml",
+        "extra/b.yaml",
+        "gotk-components.yaml",
+        "gotk-sync.yaml",
+        "overlay",
+        "z.json",
+    ]
 
 
 def test_new_file_carries_the_patches_a_mode_needs() -> None:
-    text = render_kustomization(["gotk-components.yaml", "gotk-sync.yaml"], [azure_devops_ssh_patch(), workload_identity_patch(CLIENT, TENANT)])
+    text = render_kustomization(
+        ["gotk-components.yaml", "gotk-sync.yaml"], [azure_devops_ssh_patch(), workload_identity_patch(CLIENT, TENANT)]
+    )
     doc = yaml.safe_load(text)
     assert doc["resources"] == ["gotk-components.yaml", "gotk-sync.yaml"]
     ssh, service_account, deployment = doc["patches"]
     assert yaml.safe_load(ssh["patch"]) == [
-        {"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--ssh-hostkey-algos=rsa-sha2-512,rsa-sha2-256"}
+        {
+            "op": "add",
+            "path": "/spec/template/spec/containers/0/args/-",
+            "value": "--ssh-hostkey-algos=rsa-sha2-512,rsa-sha2-256",
+        }
     ]
     assert ssh["target"] == {"kind": "Deployment", "name": "(source-controller|image-automation-controller)"}
     assert yaml.safe_load(service_account["patch"])["metadata"]["annotations"] == {
@@ -70,7 +83,10 @@ def test_client_ids_must_be_guids() -> None:
 
 
 def test_user_file_without_the_ssh_patch_is_reported_with_the_fix() -> None:
-    user = DEFAULT + "patches:\n- patch: |\n    - op: add\n      path: /spec/replicas\n      value: 2\n  target:\n    kind: Deployment\n"
+    user = (
+        DEFAULT
+        + "patches:\n- patch: |\n    - op: add\n      path: /spec/replicas\n      value: 2\n  target:\n    kind: Deployment\n"
+    )
     findings = check_kustomization(user, {}, [azure_devops_ssh_patch()])
     assert len(findings) == 1
     assert "lacks the Azure DevOps SSH host key algorithms patch" in findings[0].problem
@@ -88,7 +104,7 @@ def test_user_file_without_the_ssh_patch_is_reported_with_the_fix() -> None:
         "resources: [gotk-components.yaml, ./gotk-sync.yaml]\npatches:\n- path: ./ssh-patch.yaml\n  target: {kind: Deployment}\n",
         # Old-style JSON 6902 patches.
         "resources: [gotk-components.yaml, gotk-sync.yaml]\npatchesJson6902:\n- target: {kind: Deployment, name: source-controller}\n"
-        "  patch: '[{\"op\": \"add\", \"path\": \"/x\", \"value\": \"--ssh-hostkey-algos=rsa-sha2-256\"}]'\n",
+        '  patch: \'[{"op": "add", "path": "/x", "value": "--ssh-hostkey-algos=rsa-sha2-256"}]\'\n',
     ],
 )
 def test_user_files_that_have_the_patch_pass(user: str) -> None:

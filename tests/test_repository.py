@@ -27,12 +27,16 @@ def test_fresh_folder_creates_three_files_then_nothing_changes(sample: Distribut
     again = plan_bootstrap_files(sample, InstallOptions(), SyncOptions(url=ADO, path="clusters/prod"), existing)
     assert [f.status for f in again.files] == ["unchanged", "unchanged", "keep"]
     assert not again.changed
-    upgraded = plan_bootstrap_files(sample, InstallOptions(log_level="debug"), SyncOptions(url=ADO, path="clusters/prod"), existing)
+    upgraded = plan_bootstrap_files(
+        sample, InstallOptions(log_level="debug"), SyncOptions(url=ADO, path="clusters/prod"), existing
+    )
     assert [f.status for f in upgraded.files] == ["update", "unchanged", "keep"]
 
 
 def test_root_path_and_namespace_decide_the_folder(sample: Distribution) -> None:
-    plan = plan_bootstrap_files(sample, InstallOptions(namespace="gitops"), SyncOptions(url=ADO, namespace="gitops"), {})
+    plan = plan_bootstrap_files(
+        sample, InstallOptions(namespace="gitops"), SyncOptions(url=ADO, namespace="gitops"), {}
+    )
     assert plan.directory == "gitops"
     with pytest.raises(UserError, match="namespaces differ"):
         plan_bootstrap_files(sample, InstallOptions(namespace="a"), SyncOptions(url=ADO, namespace="b"), {})
@@ -43,7 +47,9 @@ def test_azure_devops_ssh_gets_the_host_key_patch_in_a_new_file(sample: Distribu
     assert "--ssh-hostkey-algos=rsa-sha2-512,rsa-sha2-256" in plan.files[2].content
     # Other SSH hosts and HTTPS do not need it.
     for url in ("ssh://git@github.com/o/r", ADO):
-        assert "patches" not in plan_bootstrap_files(sample, InstallOptions(), SyncOptions(url=url), {}).files[2].content
+        assert (
+            "patches" not in plan_bootstrap_files(sample, InstallOptions(), SyncOptions(url=url), {}).files[2].content
+        )
 
 
 def test_user_kustomization_is_kept_and_a_missing_patch_reported(sample: Distribution) -> None:
@@ -66,9 +72,16 @@ def test_workload_identity_patches_and_their_requirements(sample: Distribution) 
 
 
 def test_api_support_is_read_from_the_distribution(sample: Distribution, sample_text: str) -> None:
-    no_provider = parse_distribution(sample_text.replace("- generic\n                - azure\n", "- generic\n", 1), "old")
-    with pytest.raises(UserError, match=r"cannot use --provider azure: its GitRepository API has no Azure provider \(added in Flux v2.4.0\)"):
-        plan_bootstrap_files(no_provider, InstallOptions(), SyncOptions(url=ADO, provider="azure"), {}, WorkloadIdentity(CLIENT))
+    no_provider = parse_distribution(
+        sample_text.replace("- generic\n                - azure\n", "- generic\n", 1), "old"
+    )
+    with pytest.raises(
+        UserError,
+        match=r"cannot use --provider azure: its GitRepository API has no Azure provider \(added in Flux v2.4.0\)",
+    ):
+        plan_bootstrap_files(
+            no_provider, InstallOptions(), SyncOptions(url=ADO, provider="azure"), {}, WorkloadIdentity(CLIENT)
+        )
     no_sparse = parse_distribution(sample_text.replace("sparseCheckout:", "sparseCheckoutX:"), "old")
     with pytest.raises(UserError, match="cannot use --sparse-checkout"):
         plan_bootstrap_files(no_sparse, InstallOptions(), SyncOptions(url=ADO, sparse_checkout=("a",)), {})

@@ -293,8 +293,8 @@ def _generate(
         raise UserError(f"--output-dir {output_dir} is a file: point it at a folder (your repository checkout)")
     distribution = resolve_distribution(manifests, install.version, progress=reporter.action)
     folder = output_dir / manifests_dir(repository_path(sync.path), sync.namespace)
-    reporter.generate(f'generating manifests in "{folder}"')
     plan = plan_bootstrap_files(distribution, install, sync, read_text_tree(folder), identity)
+    reporter.generate(f'generated manifests for "{folder}"')
     write_files_atomically(output_dir, {f.path: f.content for f in plan.files if f.status in ("create", "update")})
     _report_plan(plan, reporter)
     return plan

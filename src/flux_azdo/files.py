@@ -36,6 +36,9 @@ def read_text_tree(folder: Path) -> dict[str, str]:
 
 def write_files_atomically(root: Path, contents: Mapping[str, str]) -> None:
     """Write every `relative path -> text` under `root`, or none of them."""
+    for relative in contents:
+        if (root / relative).is_dir():
+            raise UserError(f"cannot write {root / relative}: it is a folder; move it away and run again")
     staged: list[tuple[str, Path]] = []
     try:
         for relative, text in contents.items():

@@ -96,7 +96,10 @@ def load_ssh_key(data: bytes, passphrase: str | None, origin: str) -> SSHKey:
     from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives import serialization
 
-    text = data.decode("ascii", errors="replace")
+    try:
+        text = data.decode("utf-8")  # kept verbatim as the Secret's identity
+    except UnicodeDecodeError:
+        raise UserError(f"{origin} is not a private key: give an OpenSSH, PEM or PKCS#8 private key file") from None
     is_openssh = "-----BEGIN OPENSSH PRIVATE KEY-----" in text
     if not is_openssh and "PRIVATE KEY-----" not in text:
         raise UserError(f"{origin} is not a private key: give an OpenSSH, PEM or PKCS#8 private key file")
