@@ -68,13 +68,13 @@ def test_generate_writes_the_bootstrap_files_and_reports_each(
         "--manifests",
         str(sample_file),
     ]
-    code, out, err = run(capsys, *args)
+    code, _, err = run(capsys, *args)
     folder = tmp_path / "repo" / "clusters" / "prod" / "flux-system"
     assert code == 0
     assert sorted(p.name for p in folder.iterdir()) == ["gotk-components.yaml", "gotk-sync.yaml", "kustomization.yaml"]
     assert "✔ created clusters/prod/flux-system/gotk-sync.yaml" in err
     assert f"  url: {ADO}\n" in (folder / "gotk-sync.yaml").read_text()
-    code, out, err = run(capsys, *args)
+    code, _out, err = run(capsys, *args)
     assert code == 0
     assert "✔ unchanged clusters/prod/flux-system/gotk-components.yaml" in err
     assert "✔ kept clusters/prod/flux-system/kustomization.yaml" in err
