@@ -269,3 +269,21 @@ def test_an_oci_reference_needs_the_oci_scheme() -> None:
         OciRepository.parse("ghcr.io/fluxcd/flux-manifests")
 
     assert "oci://" in raised.value.message
+
+
+@pytest.mark.parametrize("version", [SAMPLE_VERSION, "latest"])
+def test_a_captive_portal_is_a_one_line_error_not_a_traceback(
+    registry: FakeOciRegistry, tmp_path: Path, version: str
+) -> None:
+    registry.captive_portal = True
+    with pytest.raises(UserError) as raised:
+        _fetcher(registry, tmp_path / "cache").fetch(version)
+    assert "answered with text/html, not JSON" in raised.value.message
+    assert "captive portal" in raised.value.message and "--manifests" in raised.value.message
+
+    result = _run_cli(
+        ["install", "--export", "--manifests", registry.oci_url(REPOSITORY), "--version", version], tmp_path
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("✗ ") and "not JSON" in line

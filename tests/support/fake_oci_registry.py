@@ -116,6 +116,8 @@ class FakeOciRegistry:
         self._log: list[RecordedRequest] = []
         self.corrupt_blobs = False
         """When set, storage serves bytes that do not match the requested digest (a tampered download)."""
+        self.captive_portal = False
+        """When set, every request gets a 200 HTML page, as behind a captive portal or a misconfigured proxy."""
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         # Join handler threads on close: each request is HTTP/1.0 (one per connection), so they end promptly.
         self._server.daemon_threads = False
@@ -218,6 +220,9 @@ class FakeOciRegistry:
         record = RecordedRequest(handler.command, url.path, query, {k.lower(): v for k, v in handler.headers.items()})
         with self._lock:
             self._log.append(record)
+        if self.captive_portal:
+            _send(handler, 200, b"<html><body>Sign in to the guest network</body></html>", "text/html")
+            return
         if url.path == "/token":
             self._token(handler, query)
             return

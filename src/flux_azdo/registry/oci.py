@@ -135,7 +135,7 @@ class OciDistributionFetcher:
         if "service" in challenge:
             params["service"] = challenge["service"]
         response = self._http().get(realm, params=params, timeout=self.timeout)
-        body: Any = response.json() if response.ok else {}
+        body: Any = self._json(response, what) if response.ok else {}
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not token:
             raise UserError(
@@ -143,6 +143,17 @@ class OciDistributionFetcher:
                 f"to {what}; {_OFFLINE_HINT}"
             )
         return str(token)
+
+    def _json(self, response: requests.Response, what: str) -> Any:
+        """The body as JSON; a proxy or captive portal answering HTML is a user-environment problem."""
+        try:
+            return response.json()
+        except ValueError:
+            kind = response.headers.get("Content-Type", "no content type").split(";")[0]
+            raise UserError(
+                f"the registry {self.repository.registry} answered with {kind}, not JSON, when asked to {what} "
+                f"(is a proxy or captive portal in the way?); {_OFFLINE_HINT}"
+            ) from None
 
     def _fail(self, response: requests.Response, what: str) -> UserError:
         return UserError(
@@ -162,7 +173,9 @@ class OciDistributionFetcher:
             response = self._get(url, what)
             if not response.ok:
                 raise self._fail(response, what)
-            for tag in response.json().get("tags") or []:
+            body = self._json(response, what)
+            tags = body.get("tags") if isinstance(body, dict) else None
+            for tag in tags or []:
                 try:
                     version = FluxVersion.parse(tag)
                 except UserError:
@@ -192,7 +205,8 @@ class OciDistributionFetcher:
             raise UserError(f"Flux {version} is not in {self.repository}: check --version against the Flux releases")
         if not response.ok:
             raise self._fail(response, what)
-        layers = response.json().get("layers") or []
+        manifest = self._json(response, what)
+        layers = (manifest.get("layers") if isinstance(manifest, dict) else None) or []
         layer = next((x for x in layers if x.get("mediaType") == FLUX_CONTENT_LAYER), layers[0] if layers else None)
         if not layer or not str(layer.get("digest", "")).startswith("sha256:"):
             raise UserError(f"{origin} is not a Flux manifests artifact (no sha256 layer); {_OFFLINE_HINT}")
