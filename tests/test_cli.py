@@ -130,6 +130,7 @@ def test_namespace_from_the_environment(
         (["--provider", "azure", "--url", ADO_SSH], "needs the https URL"),
         (["--provider", "azure"], "needs --azure-client-id"),
         (["--log-level", "verbose"], "--log-level='verbose' is not supported"),
+        (["--token-auth", "--url", ADO_SSH], "--token-auth needs an https URL"),
         (["-n", "Flux"], "namespace must be a valid DNS label"),
     ],
 )

@@ -223,3 +223,19 @@ def test_component_absent_from_the_distribution(sample: Distribution) -> None:
     small = parse_distribution(generate_components(sample, InstallOptions()), "4c.yaml")
     with pytest.raises(UserError, match=r"component 'image-reflector-controller' is not in the distribution 4c.yaml"):
         generate_components(small, InstallOptions(components_extra=("image-reflector-controller",)))
+
+
+@pytest.mark.parametrize("namespace", ["admin", "controller", "system", "flux"])
+def test_namespace_round_trip_leaves_other_names_alone(sample: Distribution, sample_text: str, namespace: str) -> None:
+    every = InstallOptions(components_extra=(*SIX, "source-watcher"))
+    away = generate_components(sample, InstallOptions(components_extra=every.components_extra, namespace=namespace))
+    assert "name: cluster-admin\n" in away and "  name: kustomize-controller\n" in away
+    assert generate_components(parse_distribution(away, namespace), every) == sample_text
+
+
+def test_registry_credentials_are_not_in_the_repr() -> None:
+    options = InstallOptions(image_pull_secret="s", registry_creds="bob:hunter2")
+    assert "hunter2" not in repr(options)
+    with pytest.raises(UserError) as raised:
+        InstallOptions(image_pull_secret="s", registry_creds="bob:hun\nter2").selected_components()
+    assert "hunter2" not in raised.value.message and "hun" not in raised.value.message.split(":", 1)[0]

@@ -151,10 +151,62 @@ def test_provider_azure_needs_a_dev_azure_com_https_url(url: str, message: str) 
         (SyncOptions(url=ADO, secret_name="UPPER"), "--secret-name"),
         (SyncOptions(url=ADO, provider="github"), "--provider='github' is not supported"),
         (SyncOptions(url="https://dev.azure.com"), "names no host or repository"),
-        (SyncOptions(url="ssh://git@host:abc/r"), "invalid port"),
+        (SyncOptions(url="ssh://git@host:abc/r"), "is not a valid URL"),
         (SyncOptions(url=ADO, sparse_checkout=("../x",)), "outside the repository"),
     ],
 )
 def test_sync_flag_mistakes(options: SyncOptions, message: str) -> None:
     with pytest.raises(UserError, match=message):
         generate_sync(options)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://dev.azure.com/o/My Project/_git/r", "https://dev.azure.com/o/My%20Project/_git/r"),
+        ("https://dev.azure.com/o/Équipe/_git/dépôt", "https://dev.azure.com/o/%C3%89quipe/_git/d%C3%A9p%C3%B4t"),
+        ("https://dev.azure.com/o/a%20b/_git/(r)", "https://dev.azure.com/o/a%20b/_git/(r)"),
+        ("https://[fd00::1]:8443/o/p/_git/r", "https://[fd00::1]:8443/o/p/_git/r"),
+    ],
+)
+def test_paths_are_escaped_as_go_writes_urls(url: str, expected: str) -> None:
+    assert resolve_sync_target(SyncOptions(url=url)).url == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (SyncOptions(url="https://[::1/x"), "is not a valid URL"),
+        (SyncOptions(url="https://h/o/%zz/_git/r"), "invalid percent escape"),
+        (SyncOptions(url=ADO, path="clusters\nprod"), "--path contains a control character"),
+        (SyncOptions(url=ADO, sparse_checkout=("a\tb",)), "--sparse-checkout contains a control character"),
+        (SyncOptions(url="ssh://h/r", username="a b"), "not a valid SSH user name"),
+        (SyncOptions(url="ssh://h/r", ssh_hostname="host:abc"), "must be host or host:port"),
+        (SyncOptions(url="ssh://h/r", ssh_hostname="user@host"), "must be host or host:port"),
+        (SyncOptions(url="ssh://h/r", ssh_hostname="host/evil"), "must be host or host:port"),
+    ],
+)
+def test_malformed_values_are_one_line_errors(options: SyncOptions, message: str) -> None:
+    with pytest.raises(UserError) as raised:
+        generate_sync(options)
+    assert message in raised.value.message and "\n" not in raised.value.message
+
+
+def test_ssh_hostname_with_ipv6_and_port() -> None:
+    target = resolve_sync_target(SyncOptions(url="ssh://git@h/r", ssh_hostname="[fd00::2]:2222"))
+    assert (target.url, target.host, target.port) == ("ssh://git@[fd00::2]:2222/r", "fd00::2", 2222)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "git://alice:s3cr3t-pat@host/r",
+        "http://alice:s3cr3t-pat@host/o/p/_git/r",
+        "https://alice:s3cr3t-pat@dev.azure.com",
+        "https://alice:s3cr3t-pat@[::1/x",
+    ],
+)
+def test_a_password_in_the_url_is_never_echoed(url: str) -> None:
+    with pytest.raises(UserError) as raised:
+        resolve_sync_target(SyncOptions(url=url))
+    assert "s3cr3t-pat" not in raised.value.message and "alice:***@" in raised.value.message

@@ -193,11 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _namespace(args: argparse.Namespace, reporter: TerminalReporter) -> str:
-    if args.namespace:
+    if args.namespace is not None:
         return str(args.namespace)
     from_env = os.environ.get("FLUX_SYSTEM_NAMESPACE", "").strip()
     if from_env:
-        from flux_azdo.manifests.install import validate_namespace
+        from flux_azdo.manifests.flags import validate_namespace
 
         try:
             validate_namespace(from_env)
@@ -307,10 +307,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     reporter = TerminalReporter()
     namespace = _namespace(args, reporter)
     identity = WorkloadIdentity(args.azure_client_id, args.azure_tenant_id)
+    sync = _sync_options(args, namespace)
+    if args.token_auth:
+        from flux_azdo.manifests.sync import resolve_sync_target
+
+        if resolve_sync_target(sync).transport == "ssh":
+            raise UserError(f"--token-auth needs an https URL, not {args.url!r}: pass the repository's https clone URL")
     _generate(
         args.output_dir,
         _install_options(args, namespace),
-        _sync_options(args, namespace),
+        sync,
         args.manifests,
         reporter,
         identity,

@@ -9,7 +9,7 @@ verbatim, so the result is byte-identical to Flux's for the same version and fla
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flux_azdo.errors import UserError
 from flux_azdo.manifests.components import (
@@ -26,6 +26,7 @@ from flux_azdo.manifests.distribution import (
     Distribution,
 )
 from flux_azdo.manifests.documents import Document, join_documents
+from flux_azdo.manifests.flags import DNS1123_SUBDOMAIN, reject_control_characters, validate_namespace
 from flux_azdo.manifests.goyaml import scalar
 from flux_azdo.manifests.versions import FluxVersion
 
@@ -33,8 +34,6 @@ DEFAULT_NAMESPACE = "flux-system"
 DEFAULT_REGISTRY = "ghcr.io/fluxcd"
 DEFAULT_CLUSTER_DOMAIN = "cluster.local"
 LOG_LEVELS = ("debug", "info", "error")
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # Up to this release the events address named the namespace literally; later ones let
 # the controller fill it in from $(RUNTIME_NAMESPACE).
 _LAST_LITERAL_EVENTS_NAMESPACE = FluxVersion.parse("v2.7.0")
@@ -52,7 +51,7 @@ class InstallOptions:
     namespace: str = DEFAULT_NAMESPACE
     registry: str = DEFAULT_REGISTRY
     image_pull_secret: str = ""
-    registry_creds: str = ""
+    registry_creds: str = field(default="", repr=False)  # user:password, never shown
     network_policy: bool = True
     watch_all_namespaces: bool = True
     log_level: str = "info"
@@ -64,6 +63,10 @@ class InstallOptions:
         if self.version not in (None, "latest"):
             FluxVersion.parse(self.version)
         validate_namespace(self.namespace)
+        for flag, value in (("--registry", self.registry), ("--registry-creds", self.registry_creds)):
+            reject_control_characters(value, flag)
+        for key in self.toleration_keys:
+            reject_control_characters(key, "--toleration-keys")
         if self.log_level not in LOG_LEVELS:
             raise UserError(f"--log-level={self.log_level!r} is not supported: use one of {', '.join(LOG_LEVELS)}")
         if "://" in self.registry or self.registry != self.registry.strip() or " " in self.registry:
@@ -71,7 +74,7 @@ class InstallOptions:
                 f"--registry={self.registry!r} must be a registry host and path without a scheme, "
                 "e.g. myregistry.azurecr.io/fluxcd"
             )
-        if self.image_pull_secret and not _DNS1123_SUBDOMAIN.match(self.image_pull_secret):
+        if self.image_pull_secret and not DNS1123_SUBDOMAIN.match(self.image_pull_secret):
             raise UserError(
                 f"--image-pull-secret={self.image_pull_secret!r} is not a valid Secret name: "
                 "use lower-case letters, digits, '-' and '.'"
@@ -83,7 +86,7 @@ class InstallOptions:
                 )
             if len(self.registry_creds.split(":")) != 2:
                 raise UserError("--registry-creds has an invalid format: expected 'user:password'")
-        if not self.cluster_domain or not _DNS1123_SUBDOMAIN.match(self.cluster_domain):
+        if not self.cluster_domain or not DNS1123_SUBDOMAIN.match(self.cluster_domain):
             raise UserError(
                 f"--cluster-domain={self.cluster_domain!r} is not a DNS domain: use the cluster's domain, "
                 "e.g. cluster.local"
@@ -92,14 +95,6 @@ class InstallOptions:
             if not key or any(c.isspace() for c in key):
                 raise UserError(f"--toleration-keys has an invalid key {key!r}: give taint keys such as node-role/flux")
         return select_components(self.components, self.components_extra)
-
-
-def validate_namespace(namespace: str) -> None:
-    if len(namespace) > 63 or not _DNS1123_LABEL.match(namespace):
-        raise UserError(
-            f"namespace must be a valid DNS label: {namespace!r}; use lower-case letters, digits and '-', "
-            "e.g. flux-system"
-        )
 
 
 def events_address(version: str, namespace: str, cluster_domain: str, components: tuple[str, ...]) -> str:
@@ -111,16 +106,23 @@ def events_address(version: str, namespace: str, cluster_domain: str, components
     return f"http://notification-controller.{ns}.svc.{cluster_domain}./"
 
 
-def _rename_namespace(doc: Document, old: str, new: str) -> str:
+def _suffixed_names(dist: Distribution) -> set[str]:
+    """Names that carry the namespace as a suffix (kustomize's nameSuffix on RBAC and the quota)."""
+    suffix = f"-{dist.namespace}"
+    return {d.name for d in dist.documents if d.kind in _SUFFIXED_KINDS and d.name.endswith(suffix)}
+
+
+def _rename_namespace(doc: Document, old: str, new: str, suffixed: set[str]) -> str:
     text = doc.text
     old_q, new_q = re.escape(scalar(old)), scalar(new)
     text = re.sub(rf"^(\s*(?:namespace|app\.kubernetes\.io/instance): ){old_q}$", rf"\g<1>{new_q}", text, flags=re.M)
     if doc.kind == "Namespace":
         text = re.sub(rf"^(  name: ){old_q}$", rf"\g<1>{new_q}", text, flags=re.M)
     elif doc.kind in _SUFFIXED_KINDS:
+        # Only the names kustomize suffixed (objects and the roleRefs to them), never e.g. cluster-admin.
         text = re.sub(
-            rf"^(\s*name: )(\S+)-{re.escape(old)}$",
-            lambda m: m.group(1) + scalar(f"{m.group(2)}-{new}"),
+            r"^(\s*name: )(\S+)$",
+            lambda m: m.group(1) + scalar(m.group(2)[: -len(old)] + new) if m.group(2) in suffixed else m.group(0),
             text,
             flags=re.M,
         )
@@ -162,8 +164,10 @@ def generate_components(dist: Distribution, opts: InstallOptions) -> str:
         "--log-level": opts.log_level,
     }
     texts = []
+    suffixed = _suffixed_names(dist)
     for doc in documents:
-        text = doc.text if dist.namespace == opts.namespace else _rename_namespace(doc, dist.namespace, opts.namespace)
+        renamed = dist.namespace != opts.namespace
+        text = _rename_namespace(doc, dist.namespace, opts.namespace, suffixed) if renamed else doc.text
         if doc.kind == "Deployment" and doc.component is not None:
             storage = f"{doc.component}.$(RUNTIME_NAMESPACE).svc.{opts.cluster_domain}."
             edits = DeploymentEdits(
