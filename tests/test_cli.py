@@ -194,7 +194,7 @@ def test_blocked_target_writes_nothing(capsys: pytest.CaptureFixture[str], tmp_p
     folder = tmp_path / "flux-system"
     (folder / "kustomization.yaml").mkdir(parents=True)
     code, _, err = run(capsys, "generate", "--output-dir", str(tmp_path), "--url", ADO, "--manifests", str(sample_file))
-    assert code == 1 and "it is a folder" in err
+    assert code == 1 and "kustomization.yaml is not a file: move it away" in err
     assert sorted(p.name for p in folder.iterdir()) == ["kustomization.yaml"]
 
 
@@ -217,3 +217,45 @@ def test_demo_can_keep_its_output(capsys: pytest.CaptureFixture[str], tmp_path: 
     code, out, _ = run(capsys, "demo", "--output-dir", str(tmp_path))
     assert code == 0 and (tmp_path / "clusters" / "demo" / "flux-system" / "kustomization.yaml").is_file()
     assert "not real Flux" in out
+
+
+def test_an_unreadable_user_kustomization_is_never_overwritten(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, sample_file: Path
+) -> None:
+    folder = tmp_path / "flux-system"
+    folder.mkdir()
+    (folder / "kustomization.yaml").write_bytes(b"# caf\xe9\nresources: [gotk-components.yaml, gotk-sync.yaml]\n")
+    code, _, err = run(capsys, "generate", "--output-dir", str(tmp_path), "--url", ADO, "--manifests", str(sample_file))
+    assert code == 1 and "is not UTF-8 text" in err and err.count("\n") == 1
+    assert (folder / "kustomization.yaml").read_bytes().startswith(b"# caf\xe9")
+    assert sorted(p.name for p in folder.iterdir()) == ["kustomization.yaml"]
+
+
+def test_many_other_files_do_not_hide_the_user_kustomization(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, sample_file: Path
+) -> None:
+    folder = tmp_path / "flux-system"
+    (folder / "a").mkdir(parents=True)
+    for i in range(2100):
+        (folder / "a" / f"{i}.yaml").write_text("x: 1\n")
+    user = "resources: [gotk-components.yaml, gotk-sync.yaml, mine.yaml]\n"
+    (folder / "kustomization.yaml").write_text(user)
+    code, _, err = run(capsys, "generate", "--output-dir", str(tmp_path), "--url", ADO, "--manifests", str(sample_file))
+    assert code == 0 and "✔ kept flux-system/kustomization.yaml" in err
+    assert (folder / "kustomization.yaml").read_text() == user
+
+
+def test_a_failed_write_restores_what_was_there(tmp_path: Path) -> None:
+    from flux_azdo.errors import UserError
+    from flux_azdo.files import write_files_atomically
+
+    (tmp_path / "a.yaml").write_text("old a\n")
+    (tmp_path / "a.yaml").chmod(0o600)
+    (tmp_path / "blocker").write_text("a file where a folder should be\n")
+    with pytest.raises(UserError, match="cannot write under"):
+        write_files_atomically(tmp_path, {"a.yaml": "new a\n", "blocker/b.yaml": "b\n"})
+    assert (tmp_path / "a.yaml").read_text() == "old a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "blocker"]
+    write_files_atomically(tmp_path, {"a.yaml": "new a\n", "new/dir/c.yaml": "c\n"})
+    assert (tmp_path / "a.yaml").read_text() == "new a\n" and (tmp_path / "a.yaml").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "new" / "dir" / "c.yaml").read_text() == "c\n"

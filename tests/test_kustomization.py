@@ -46,8 +46,7 @@ def test_resources_are_discovered_as_flux_walks_the_folder() -> None:
         "gotk-components.yaml",
         "gotk-sync.yaml",
         "overlay",
-        "z.json",
-    ]
+    ]  # as Flux's scan: .yaml/.yml only, so z.json is not listed
 
 
 def test_new_file_carries_the_patches_a_mode_needs() -> None:
@@ -119,6 +118,11 @@ def test_user_file_missing_a_resource_or_broken_is_reported() -> None:
     ]
     assert "not valid YAML at line 2" in check_kustomization("a: b\n c: [\n", {}, [])[0].problem
     assert "is not a Kustomization" in check_kustomization("- a\n", {}, [])[0].problem
+    odd = check_kustomization("resources: 5\npatches: oops\n", {}, [])
+    assert [f.problem.split(" in its")[0] for f in odd] == [
+        "kustomization.yaml does not list gotk-components.yaml",
+        "kustomization.yaml does not list gotk-sync.yaml",
+    ]
 
 
 def test_workload_identity_check_needs_both_annotation_and_label() -> None:

@@ -281,7 +281,8 @@ def _generate(
     reporter: TerminalReporter,
     identity: Any = None,
 ) -> BootstrapFiles:
-    from flux_azdo.files import read_text_tree, write_files_atomically
+    from flux_azdo.files import read_manifests_folder, write_files_atomically
+    from flux_azdo.manifests.kustomization import COMPONENTS_FILE, KUSTOMIZATION_FILE, SYNC_FILE
     from flux_azdo.manifests.paths import manifests_dir, repository_path
     from flux_azdo.manifests.repository import plan_bootstrap_files
     from flux_azdo.manifests.sync import validate_sync
@@ -293,7 +294,13 @@ def _generate(
         raise UserError(f"--output-dir {output_dir} is a file: point it at a folder (your repository checkout)")
     distribution = resolve_distribution(manifests, install.version, progress=reporter.action)
     folder = output_dir / manifests_dir(repository_path(sync.path), sync.namespace)
-    plan = plan_bootstrap_files(distribution, install, sync, read_text_tree(folder), identity)
+    plan = plan_bootstrap_files(
+        distribution,
+        install,
+        sync,
+        read_manifests_folder(folder, (COMPONENTS_FILE, SYNC_FILE, KUSTOMIZATION_FILE)),
+        identity,
+    )
     reporter.generate(f'generated manifests for "{folder}"')
     write_files_atomically(output_dir, {f.path: f.content for f in plan.files if f.status in ("create", "update")})
     _report_plan(plan, reporter)

@@ -131,9 +131,9 @@ def render_kustomization(resources: Sequence[str], patches: Sequence[RequiredPat
 
 
 def _is_kubernetes_resources(path: str, content: str) -> bool:
-    # Only manifest files, and only if every document is an object: a README or an
-    # empty placeholder listed as a resource would break `kustomize build`.
-    if not path.endswith((".yaml", ".yml", ".json")):
+    # Only .yaml/.yml files (as Flux's scan), and only if every document is an object:
+    # an empty placeholder listed as a resource would break `kustomize build`.
+    if not path.endswith((".yaml", ".yml")):
         return False
     try:
         docs = [d for d in yaml.safe_load_all(content) if d is not None]
@@ -198,7 +198,8 @@ def check_kustomization(
     if not isinstance(doc, dict):
         return [KustomizationFinding(f"{KUSTOMIZATION_FILE} is not a Kustomization", "fix the file by hand")]
     findings = []
-    resources = [posixpath.normpath(r) for r in doc.get("resources") or [] if isinstance(r, str)]
+    listed = doc.get("resources")
+    resources = [posixpath.normpath(r) for r in listed if isinstance(r, str)] if isinstance(listed, list) else []
     for needed in (COMPONENTS_FILE, SYNC_FILE):
         if needed not in resources:
             findings.append(
