@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests need; later features add to this list (e.g. openssh-server).
-APT_PACKAGES := git
+APT_PACKAGES := git openssh-client
 
 .PHONY: demo test lint typecheck unit bench system-deps clean
 

@@ -42,6 +42,7 @@ def test_strings_that_cannot_be_plain_are_single_quoted(value: str, expected: st
 def test_control_characters_are_escaped_in_double_quotes() -> None:
     assert scalar("a\tb") == '"a\\tb"'
     assert scalar("a\x01b") == '"a\\x01b"'
+    assert scalar("a\U000e0001b") == '"a\\U000E0001b"'
 
 
 def test_multi_line_values_are_refused() -> None:

@@ -287,3 +287,30 @@ def test_a_captive_portal_is_a_one_line_error_not_a_traceback(
     assert result.returncode == 1 and "Traceback" not in result.stderr
     [line] = result.stderr.splitlines()
     assert line.startswith("✗ ") and "not JSON" in line
+
+
+@pytest.mark.parametrize(
+    ("reference", "message"),
+    [
+        ("oci://user:secret@ghcr.io/fluxcd/flux-manifests", "credentials in an oci:// reference are not supported"),
+        (
+            "oci://ghcr.io/fluxcd/flux-manifests:v2.9.4",
+            "names a tag: pass --manifests oci://ghcr.io/fluxcd/flux-manifests and the tag with --version",
+        ),
+    ],
+)
+def test_oci_reference_mistakes_are_explained(reference: str, message: str) -> None:
+    with pytest.raises(UserError) as raised:
+        OciRepository.parse(reference)
+    assert message in raised.value.message and "secret" not in raised.value.message
+
+
+def test_oci_scheme_is_case_insensitive() -> None:
+    assert OciRepository.parse("OCI://GHCR.io/fluxcd/flux-manifests") == OciRepository(
+        "ghcr.io", "fluxcd/flux-manifests"
+    )
+
+
+def test_empty_manifests_flag_is_an_error() -> None:
+    with pytest.raises(UserError, match="--manifests is empty"):
+        resolve_distribution("", None)

@@ -29,7 +29,9 @@ def resolve_distribution(
     fetcher: DistributionFetcher | None = None,
 ) -> Distribution:
     """Load the distribution named by `--manifests` (default: the Flux OCI artifact) at `--version`."""
-    if manifests and not manifests.startswith("oci://"):
+    if manifests is not None and not manifests.strip():
+        raise UserError("--manifests is empty: give a file, a folder, a .tar.gz or an oci:// repository")
+    if manifests and not manifests.lower().startswith("oci://"):
         return load_distribution(Path(manifests))
     if fetcher is None:
         fetcher = OciDistributionFetcher(OciRepository.parse(manifests or DEFAULT_MANIFESTS_REPOSITORY))

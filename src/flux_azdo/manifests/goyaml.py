@@ -119,8 +119,10 @@ def _double_quoted(s: str) -> str:
             out.append(ch)
         elif ord(ch) <= 0xFF:
             out.append(f"\\x{ord(ch):02X}")
-        else:
+        elif ord(ch) <= 0xFFFF:
             out.append(f"\\u{ord(ch):04X}")
+        else:
+            out.append(f"\\U{ord(ch):08X}")
     return '"' + "".join(out) + '"'
 
 

@@ -6,13 +6,12 @@ so a truncated or tampered file is fetched again rather than used.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import re
 import tempfile
 from pathlib import Path
-
-_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+from urllib.parse import quote
 
 
 def default_cache_dir() -> Path:
@@ -26,7 +25,10 @@ class LayerCache:
         self.root = root
 
     def _folder(self, registry: str, repository: str, version: str) -> Path:
-        parts = [_SAFE.sub("_", p) for p in (registry, *repository.split("/"), version)]
+        # Percent-encode so distinct registries never share a folder (`a:5000` vs `a_5000`).
+        parts = [quote(p, safe="") for p in (registry, *repository.split("/"), version)]
+        if any(p in ("", ".", "..") for p in parts):
+            raise ValueError("unsafe cache key")
         return self.root.joinpath(*parts)
 
     def get(self, registry: str, repository: str, version: str) -> tuple[str, bytes] | None:
@@ -47,6 +49,7 @@ class LayerCache:
 
     def put(self, registry: str, repository: str, version: str, digest: str, data: bytes) -> None:
         folder = self._folder(registry, repository, version)
+        tmp = None
         try:
             folder.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=".partial-")
@@ -54,4 +57,7 @@ class LayerCache:
                 out.write(data)
             os.replace(tmp, folder / f"{digest.replace(':', '-')}.tar.gz")
         except OSError:
-            pass  # a cache that cannot be written only costs a download next time
+            # A cache that cannot be written only costs a download next time.
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)

@@ -11,7 +11,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 from flux_azdo import __version__
 from flux_azdo.errors import UserError
@@ -28,6 +28,7 @@ OCI_MANIFEST_TYPES = (
 )
 FLUX_CONTENT_LAYER = "application/vnd.cncf.flux.content.v1.tar+gzip"
 MAX_LAYER_BYTES = 64 * 1024 * 1024
+MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
 _LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
 _OFFLINE_HINT = (
     "on a machine without access to it, pass --manifests with a gotk-components.yaml, a folder holding it "
@@ -44,12 +45,20 @@ class OciRepository:
 
     @classmethod
     def parse(cls, text: str) -> OciRepository:
-        match = re.match(r"^oci://([^/\s]+)/([a-z0-9]+(?:[._/-][a-z0-9]+)*)$", text)
+        if "@" in text.split("/", 3)[2 if text.lower().startswith("oci://") else 0]:
+            raise UserError(
+                "credentials in an oci:// reference are not supported: flux-azdo pulls anonymously; "
+                "use a registry that allows anonymous pull, or --manifests with a local file"
+            )
+        tagged = re.match(r"^(oci://.+/[^/:]+):([A-Za-z0-9_.-]+)$", text, flags=re.I)
+        if tagged:
+            raise UserError(f"{text!r} names a tag: pass --manifests {tagged.group(1)} and the tag with --version")
+        match = re.match(r"^oci://([^/\s]+)/([a-z0-9]+(?:[._/-][a-z0-9]+)*)$", text, flags=re.I)
         if match is None:
             raise UserError(
                 f"{text!r} is not an OCI repository: use oci://registry/repository, e.g. {DEFAULT_MANIFESTS_REPOSITORY}"
             )
-        return cls(match.group(1), match.group(2))
+        return cls(match.group(1).lower(), match.group(2))
 
     @property
     def base_url(self) -> str:
@@ -111,8 +120,10 @@ class OciDistributionFetcher:
         headers = {"Accept": accept} if accept else {}
         try:
             for _ in range(2):
-                if self._token:
+                if self._token and urlsplit(url).netloc == self.repository.registry:
                     headers["Authorization"] = f"Bearer {self._token}"
+                else:
+                    headers.pop("Authorization", None)
                 response = self._http().get(url, headers=headers, timeout=self.timeout, stream=stream)
                 challenge = response.headers.get("WWW-Authenticate", "")
                 if response.status_code == 401 and challenge.lower().startswith("bearer") and not self._token:
@@ -146,6 +157,10 @@ class OciDistributionFetcher:
 
     def _json(self, response: requests.Response, what: str) -> Any:
         """The body as JSON; a proxy or captive portal answering HTML is a user-environment problem."""
+        if len(response.content) > MAX_DOCUMENT_BYTES:
+            raise UserError(
+                f"the registry {self.repository.registry} sent more than 4 MiB when asked to {what}; {_OFFLINE_HINT}"
+            )
         try:
             return response.json()
         except ValueError:
@@ -175,7 +190,9 @@ class OciDistributionFetcher:
                 raise self._fail(response, what)
             body = self._json(response, what)
             tags = body.get("tags") if isinstance(body, dict) else None
-            for tag in tags or []:
+            for tag in tags if isinstance(tags, list) else []:
+                if not isinstance(tag, str):
+                    continue
                 try:
                     version = FluxVersion.parse(tag)
                 except UserError:
@@ -206,7 +223,8 @@ class OciDistributionFetcher:
         if not response.ok:
             raise self._fail(response, what)
         manifest = self._json(response, what)
-        layers = (manifest.get("layers") if isinstance(manifest, dict) else None) or []
+        listed = manifest.get("layers") if isinstance(manifest, dict) else None
+        layers = [x for x in listed if isinstance(x, dict)] if isinstance(listed, list) else []
         layer = next((x for x in layers if x.get("mediaType") == FLUX_CONTENT_LAYER), layers[0] if layers else None)
         if not layer or not str(layer.get("digest", "")).startswith("sha256:"):
             raise UserError(f"{origin} is not a Flux manifests artifact (no sha256 layer); {_OFFLINE_HINT}")
