@@ -110,12 +110,18 @@ _SHORT_ESCAPES = {
 }  # fmt: skip
 
 
+def _go_printable(ch: str) -> bool:
+    """libyaml's (and go-yaml's) notion of printable: no C1 controls, BOM, or characters beyond U+FFFF."""
+    o = ord(ch)
+    return ch == "\n" or 0x20 <= o <= 0x7E or 0xA0 <= o <= 0xD7FF or (0xE000 <= o <= 0xFFFD and o != 0xFEFF)
+
+
 def _double_quoted(s: str) -> str:
     out = []
     for ch in s:
         if ch in _SHORT_ESCAPES:
             out.append("\\" + _SHORT_ESCAPES[ch])
-        elif ch.isprintable():
+        elif _go_printable(ch):
             out.append(ch)
         elif ord(ch) <= 0xFF:
             out.append(f"\\x{ord(ch):02X}")
@@ -130,7 +136,7 @@ def scalar(s: str) -> str:
     """Render a string value the way go-yaml v2 emits it in block context."""
     if "\n" in s:
         raise ValueError("multi-line values are not written by these generators")
-    if resolves_to_non_string(s) or _BASE60_FLOAT.match(s):
+    if resolves_to_non_string(s) or _BASE60_FLOAT.match(s) or not all(map(_go_printable, s)):
         return _double_quoted(s)
     analysis = _analysis(s)
     if analysis.allow_block_plain:
