@@ -17,14 +17,15 @@ import yaml
 
 from flux_azdo.errors import UserError
 from flux_azdo.manifests.azure_devops import AZURE_DEVOPS_SSH_HOSTKEY_ALGOS
+from flux_azdo.manifests.distribution import COMPONENTS_FILE
 from flux_azdo.manifests.goyaml import scalar
 
 KUSTOMIZATION_FILE = "kustomization.yaml"
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-COMPONENTS_FILE = "gotk-components.yaml"
 SYNC_FILE = "gotk-sync.yaml"
 _HEADER = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
 _GUID_HEX = "0123456789abcdefABCDEF"
+WORKLOAD_IDENTITY_MARKERS = ("azure.workload.identity/client-id", "azure.workload.identity/use")
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,16 @@ def _require_guid(value: str, flag: str) -> None:
         raise UserError(f"{flag}={value!r} is not a GUID: copy the ID from the managed identity's overview page")
 
 
-def workload_identity_patch(client_id: str, tenant_id: str | None = None) -> RequiredPatch:
-    """source-controller's service account and pods, set up for Azure workload identity."""
-    _require_guid(client_id, "--azure-client-id")
+def workload_identity_patch(client_id: str | None, tenant_id: str | None = None) -> RequiredPatch:
+    """source-controller's service account and pods, set up for Azure workload identity.
+
+    Without a client ID the patch can only be shown (with a placeholder) and looked for, not written.
+    """
+    if client_id is not None:
+        _require_guid(client_id, "--azure-client-id")
     if tenant_id:
         _require_guid(tenant_id, "--azure-tenant-id")
+    client = scalar(client_id) if client_id else "<client ID of the managed identity>"
     tenant = f"        azure.workload.identity/tenant-id: {scalar(tenant_id)}\n" if tenant_id else ""
     entries = (
         "- patch: |\n"
@@ -89,7 +95,7 @@ def workload_identity_patch(client_id: str, tenant_id: str | None = None) -> Req
         "    metadata:\n"
         "      name: source-controller\n"
         "      annotations:\n"
-        f"        azure.workload.identity/client-id: {scalar(client_id)}\n"
+        f"        azure.workload.identity/client-id: {client}\n"
         f"{tenant}"
         "  target:\n"
         "    kind: ServiceAccount\n"
@@ -115,12 +121,8 @@ def workload_identity_patch(client_id: str, tenant_id: str | None = None) -> Req
             "needs the azure.workload.identity/client-id annotation and its pods the azure.workload.identity/use label"
         ),
         entries=entries,
-        markers=("azure.workload.identity/client-id", "azure.workload.identity/use"),
+        markers=WORKLOAD_IDENTITY_MARKERS,
     )
-
-
-def workload_identity_markers() -> tuple[str, ...]:
-    return ("azure.workload.identity/client-id", "azure.workload.identity/use")
 
 
 def render_kustomization(resources: Sequence[str], patches: Sequence[RequiredPatch] = ()) -> str:

@@ -27,7 +27,6 @@ from flux_azdo.manifests.kustomization import (
     check_kustomization,
     discover_resources,
     render_kustomization,
-    workload_identity_markers,
     workload_identity_patch,
 )
 from flux_azdo.manifests.paths import manifests_dir
@@ -125,13 +124,12 @@ def plan_bootstrap_files(
     identity = identity or WorkloadIdentity()
     user_file = existing.get(KUSTOMIZATION_FILE)
     if sync.provider == "azure":
-        if identity.client_id:
-            required.append(workload_identity_patch(identity.client_id, identity.tenant_id))
-        elif user_file is None:
+        if not identity.client_id and user_file is None:
             raise UserError(
                 "--provider azure needs --azure-client-id: the client ID of the managed identity federated with "
                 "source-controller's service account, written into the new kustomization.yaml"
             )
+        required.append(workload_identity_patch(identity.client_id, identity.tenant_id))
 
     directory = manifests_dir(path, sync.namespace)
     files = [
@@ -149,16 +147,6 @@ def plan_bootstrap_files(
         content = render_kustomization(discover_resources(folder), required)
         files.append(PlannedFile(kustomization_path, content, "create"))
     else:
-        if sync.provider == "azure" and not identity.client_id:
-            # Without a client ID we cannot write the patch; we can still say whether the user did.
-            required.append(
-                RequiredPatch(
-                    "Azure workload identity for source-controller",
-                    "--provider azure needs source-controller's ServiceAccount annotated with the client ID",
-                    workload_identity_patch("00000000-0000-0000-0000-000000000000").entries,
-                    workload_identity_markers(),
-                )
-            )
         findings = check_kustomization(user_file, existing, required)
         files.append(PlannedFile(kustomization_path, user_file, "keep"))
     return BootstrapFiles(directory, tuple(files), tuple(findings), dist.version, install.selected_components())
