@@ -282,7 +282,8 @@ def _generate(
     identity: Any = None,
 ) -> BootstrapFiles:
     from flux_azdo.files import read_manifests_folder, write_files_atomically
-    from flux_azdo.manifests.kustomization import COMPONENTS_FILE, KUSTOMIZATION_FILE, SYNC_FILE
+    from flux_azdo.manifests.distribution import COMPONENTS_FILE
+    from flux_azdo.manifests.kustomization import KUSTOMIZATION_FILE, SYNC_FILE
     from flux_azdo.manifests.paths import manifests_dir, repository_path
     from flux_azdo.manifests.repository import plan_bootstrap_files
     from flux_azdo.manifests.sync import validate_sync

@@ -15,10 +15,9 @@ from typing import Literal
 
 from flux_azdo.errors import UserError
 from flux_azdo.manifests.azure_devops import is_azure_devops_ssh_host
-from flux_azdo.manifests.distribution import Distribution
+from flux_azdo.manifests.distribution import COMPONENTS_FILE, Distribution
 from flux_azdo.manifests.install import InstallOptions, generate_components
 from flux_azdo.manifests.kustomization import (
-    COMPONENTS_FILE,
     KUSTOMIZATION_FILE,
     SYNC_FILE,
     KustomizationFinding,
