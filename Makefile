@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages the tests need; later features add to this list (e.g. openssh-server).
-APT_PACKAGES := git openssh-client
+# Debian packages the tests need: git for the repositories, OpenSSH for the sandbox's SSH endpoint.
+APT_PACKAGES := git openssh-client openssh-server
 
 .PHONY: demo test lint typecheck unit bench system-deps clean
 
@@ -19,6 +19,10 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	  else echo "missing Debian packages:$$missing (run: sudo apt-get install$$missing)"; exit 1; fi; \
 	fi
+	@# kubectl: the machine's own when it has one (any release since 1.20), else Debian's kubernetes-client.
+	@command -v kubectl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client; \
+	  else echo "kubectl is missing (run: sudo apt-get install kubernetes-client)"; exit 1; fi; }
 
 demo: $(STAMP)
 	$(BIN)/flux-azdo demo

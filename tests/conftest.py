@@ -2,13 +2,40 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
+
+# The azure-devops SDK reads its on-disk location cache directory when it is first imported, and would
+# otherwise share ~/.azure-devops between runs; every test run gets its own, before anything imports it.
+_SDK_CACHE = os.environ["AZURE_DEVOPS_CACHE_DIR"] = tempfile.mkdtemp(prefix="flux-azdo-sdk-cache-")
+
+import shutil
 
 import pytest
 
 from flux_azdo.manifests.distribution import Distribution, parse_distribution
 from flux_azdo.sandbox import sample_distribution_path
 from support.corpus import corpus_dir
+from support.leftovers import live_pids, wait_for_cleanup
+
+_PIDS_AT_START: set[int] = set()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _PIDS_AT_START.update(live_pids())
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when a test left a server listening or a process running: every test must stop what it starts."""
+    shutil.rmtree(_SDK_CACHE, ignore_errors=True)
+    processes, sockets = wait_for_cleanup(_PIDS_AT_START)
+    if processes or sockets:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        lines = ["left running after the suite:", *processes, *(f"still listening: {s}" for s in sockets)]
+        if reporter is not None:
+            reporter.write_line("\n".join(lines), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

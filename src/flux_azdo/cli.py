@@ -189,7 +189,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the result here (default: a temporary folder, removed afterwards)",
     )
     demo.set_defaults(handler=_cmd_demo)
+    _add_sandbox_commands(commands)
     return parser
+
+
+def _add_sandbox_commands(commands: Any) -> None:
+    sandbox = commands.add_parser(
+        "sandbox",
+        help="run a local Azure DevOps + Kubernetes + Flux stand-in in the background",
+        description="A local Azure DevOps organisation (REST, git over HTTP and SSH), a Kubernetes API server and "
+        "a Flux controller simulator on 127.0.0.1, for trying flux-azdo without a cloud account.",
+    )
+    actions = sandbox.add_subparsers(dest="sandbox_command", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+    up = actions.add_parser(
+        "up",
+        help="start it and write DIR/kubeconfig and DIR/sandbox.env",
+        description="Start the sandbox in the background. DIR/sandbox.env (shell-sourceable) holds the URLs and "
+        "credentials; DIR/kubeconfig points at its API server.",
+    )
+    up.add_argument("--dir", required=True, type=Path, help="folder for the sandbox's files (created if missing)")
+    up.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="drive this existing cluster's API server instead of the built-in fake one",
+    )
+    ssh = up.add_mutually_exclusive_group()
+    ssh.add_argument(
+        "--ssh",
+        dest="ssh",
+        action="store_const",
+        const=True,
+        default="auto",
+        help="require the SSH endpoint (default: start it when OpenSSH's sshd is installed)",
+    )
+    ssh.add_argument("--no-ssh", dest="ssh", action="store_const", const=False, help="do not start sshd")
+    up.add_argument("--http", action="store_true", help="serve the Kubernetes API over plain http instead of https")
+    up.set_defaults(handler=_cmd_sandbox_up)
+    down = actions.add_parser("down", help="stop it and remove its files", description="Stop the sandbox.")
+    down.add_argument("--dir", required=True, type=Path, help="the folder given to `sandbox up`")
+    down.set_defaults(handler=_cmd_sandbox_down)
 
 
 def _namespace(args: argparse.Namespace, reporter: TerminalReporter) -> str:
@@ -369,6 +408,46 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             shutil.rmtree(root, ignore_errors=True)
     if keep:
         print(f"\nThe files are in {root}.")
+    return 0
+
+
+def _cmd_sandbox_up(args: argparse.Namespace) -> int:
+    from flux_azdo.console import TerminalReporter
+    from flux_azdo.sandbox.daemon import ENV_FILE, UpOptions, up
+    from flux_azdo.sandbox.runtime import SandboxError
+
+    reporter = TerminalReporter()
+    reporter.action(f"starting the sandbox in {args.dir}")
+    try:
+        started = up(UpOptions(directory=args.dir, kubeconfig=args.kubeconfig, ssh=args.ssh, tls=not args.http))
+    except SandboxError as exc:
+        raise UserError(str(exc)) from None
+    env = started.env
+    reporter.success(
+        f"Azure DevOps: {env['AZDO_ORG_URL']} (project {env['AZDO_PROJECT']}, repository {env['AZDO_REPO']})"
+    )
+    if env.get("AZDO_SSH_URL"):
+        reporter.success(f"SSH: {env['AZDO_SSH_URL']}")
+    else:
+        reporter.warning("SSH: not started (OpenSSH's sshd is not installed)")
+    if env.get("KUBECONFIG"):
+        reporter.success(f"Kubernetes API: kubeconfig {env['KUBECONFIG']}")
+    reporter.success(f"sandbox running (pid {started.pid}); stop it with: flux-azdo sandbox down --dir {args.dir}")
+    for name, value in env.items():
+        print(f"{name}={value}")
+    print(f"\n# use it from a shell:  . {args.dir / ENV_FILE}")
+    return 0
+
+
+def _cmd_sandbox_down(args: argparse.Namespace) -> int:
+    from flux_azdo.console import TerminalReporter
+    from flux_azdo.sandbox.daemon import down
+
+    reporter = TerminalReporter()
+    if down(args.dir):
+        reporter.success(f"sandbox in {args.dir} stopped")
+    else:
+        reporter.warning(f"no sandbox was running in {args.dir}")
     return 0
 
 

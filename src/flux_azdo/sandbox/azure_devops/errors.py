@@ -1,0 +1,194 @@
+"""Error replies in the shapes Azure DevOps sends, so clients take the same code paths as against the service.
+
+REST errors are `WrappedException` JSON documents: the SDK turns any non-2xx reply with such a body into
+`AzureDevOpsServiceError` (even a 401), a 401 without one into `AzureDevOpsAuthenticationError`. The service also
+repeats the message, URL-encoded, in the `X-TFS-ServiceError` header; tools that only look at headers (the
+pipeline agent, curl scripts) read it from there. Git clients get plain text instead, which git prints as
+`remote: <text>`.
+
+Texts are the service's, with the TF/VS numbers people search for (azure-devops.md §6.2).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+_GIT_SERVER = "Microsoft.TeamFoundation.Git.Server"
+_CORE = "Microsoft.TeamFoundation.Core.WebApi"
+_FRAMEWORK = "Microsoft.TeamFoundation.Framework.Server"
+_EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
+
+
+@dataclass
+class ServiceError(Exception):
+    """An error reply: HTTP status plus the WrappedException fields (and extra headers such as Retry-After)."""
+
+    status: int
+    message: str
+    type_key: str
+    assembly: str = _FRAMEWORK
+    custom_properties: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    # 401 replies for a missing or unknown credential carry no body at all (see `unauthenticated`).
+    empty_body: bool = False
+
+    def __str__(self) -> str:
+        return self.message
+
+    @property
+    def type_name(self) -> str:
+        return f"{self.assembly}.{self.type_key}, {self.assembly}"
+
+    def body(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"$id": "1", "innerException": None, "message": self.message}
+        if self.custom_properties is not None:
+            document["customProperties"] = self.custom_properties
+        document.update({"typeName": self.type_name, "typeKey": self.type_key, "errorCode": 0, "eventId": 3000})
+        return document
+
+    def json_bytes(self) -> bytes:
+        return json.dumps(self.body(), separators=(",", ":")).encode()
+
+    def service_error_header(self) -> str:
+        """`X-TFS-ServiceError` value: the message, percent-encoded like the service does."""
+        return quote(self.message, safe="")
+
+
+def repository_not_found(name_or_id: str) -> ServiceError:
+    """404 TF401019: also the answer when the caller may not read the repository (the service hides it)."""
+    return ServiceError(404, repository_not_found_text(name_or_id), "GitRepositoryNotFoundException", _GIT_SERVER)
+
+
+def repository_not_found_text(name_or_id: str) -> str:
+    return (
+        f"TF401019: The Git repository with name or identifier {name_or_id} does not exist or you do not have "
+        "permissions for the operation you are attempting."
+    )
+
+
+def needs_permission_text(permission: str, identity_name: str, scope: str = "repository") -> str:
+    """TF401027 text; `scope` is `repository`, `branch` or `project` depending on where the check failed."""
+    return (
+        f"TF401027: You need the Git '{permission}' permission to perform this action. "
+        f"Details: identity '{identity_name}', scope '{scope}'."
+    )
+
+
+def needs_permission(permission: str, identity_name: str, scope: str = "repository") -> ServiceError:
+    return ServiceError(
+        403, needs_permission_text(permission, identity_name, scope), "GitNeedsPermissionException", _GIT_SERVER
+    )
+
+
+def project_not_found_by_name(name: str) -> ServiceError:
+    message = (
+        f"TF200016: The following project does not exist: {name}. Verify that the name of the project is correct "
+        "and that the project exists on the specified Azure DevOps Server."
+    )
+    return ServiceError(404, message, "ProjectDoesNotExistWithNameException", _CORE)
+
+
+def project_not_found_by_id(project_id: str) -> ServiceError:
+    message = (
+        f"VS800075: The project with id 'vstfs:///Classification/TeamProject/{project_id}' does not exist, "
+        "or you do not have permission to access it."
+    )
+    return ServiceError(404, message, "ProjectDoesNotExistException", _CORE)
+
+
+def repository_name_exists(name: str) -> ServiceError:
+    return ServiceError(
+        409,
+        f"TF400948: A Git repository with the name {name} already exists.",
+        "GitRepositoryNameAlreadyExistsException",
+        _GIT_SERVER,
+    )
+
+
+def stale_ref_text(ref: str) -> str:
+    """TF401028: the ref moved between the client's read and its update."""
+    return (
+        f"TF401028: The reference '{ref}' has already been updated by another client, so you cannot update it. "
+        "Please try again."
+    )
+
+
+POLICY_REJECTION = (
+    "TF402455: Pushes to this branch are not permitted; you must use a pull request to update this branch."
+)
+
+PAT_EXPIRED = "Access Denied: The Personal Access Token used has expired."
+ANONYMOUS_GIT = "TF400813: Resource not available for anonymous access. Client authentication required."
+
+
+def pat_expired() -> ServiceError:
+    """401 for an expired PAT: an `AccessCheckException` JSON body, as seen from the service (agent#1559)."""
+    custom = {
+        "Descriptor": None,
+        "IdentityDisplayName": None,
+        "Token": None,
+        "RequestedPermissions": 0,
+        "NamespaceId": _EMPTY_GUID,
+    }
+    return ServiceError(401, PAT_EXPIRED, "AccessCheckException", _FRAMEWORK, custom_properties=custom)
+
+
+def unauthenticated(message: str) -> ServiceError:
+    """401 for a missing, unknown or revoked credential.
+
+    The service answers these with an empty body and `WWW-Authenticate` challenges; the SDK then raises
+    `AzureDevOpsAuthenticationError("The requested resource requires user authentication: <url>")`.
+    `message` only goes to the git side (plain text) and the `X-TFS-ServiceError` header.
+    """
+    return ServiceError(401, message, "UnauthorizedRequestException", _FRAMEWORK, empty_body=True)
+
+
+def not_authorized(identity_id: str) -> ServiceError:
+    """401 TF400813 for a valid credential that lacks the PAT scope the call needs.
+
+    The service does not document this body; TF400813 `UnauthorizedRequestException` is what its REST layer
+    reports when a token is valid but not authorised for the resource (azure-cli#24108), so the SDK raises an
+    `AzureDevOpsServiceError` with this text.
+    """
+    message = f"TF400813: The user '{identity_id}' is not authorized to access this resource."
+    return ServiceError(401, message, "UnauthorizedRequestException", _FRAMEWORK)
+
+
+def bad_request(message: str, type_key: str = "ArgumentException") -> ServiceError:
+    return ServiceError(400, message, type_key, "System")
+
+
+def resource_not_found(path: str) -> ServiceError:
+    """404 for an unknown route (the service says the same for a URL that maps to no API resource)."""
+    message = f"The controller for path '{path}' was not found or does not implement IController."
+    return ServiceError(404, message, "HttpException", "System.Web")
+
+
+def method_not_allowed(method: str) -> ServiceError:
+    return ServiceError(405, f"The requested resource does not support http method '{method}'.", "HttpException")
+
+
+def throttled(status: int, retry_after: float | None) -> ServiceError:
+    """An injected 503/429: the texts the service uses when it sheds or rate-limits load."""
+    if status == 429:
+        message = (
+            "TF400733: The request has been canceled: Request was blocked due to exceeding usage of resource "
+            "'ATCPU' in namespace 'User'."
+        )
+        type_key = "RequestBlockedException"
+    else:
+        message = "TF400898: An Internal Error Occurred. The service is temporarily unavailable."
+        type_key = "ServiceUnavailableException"
+    headers = {}
+    if status == 429:
+        # The service's rate-limit headers (learn.microsoft.com "Rate and usage limits").
+        headers.update({"X-RateLimit-Resource": "ATCPU", "X-RateLimit-Delay": "1", "X-RateLimit-Limit": "200"})
+        headers.update({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "0"})
+    if retry_after is not None:
+        # HTTP allows whole seconds only; clients (urllib3) ignore anything else.
+        headers["Retry-After"] = str(max(0, math.ceil(retry_after)))
+    return ServiceError(status, message, type_key, headers=headers)

@@ -1,0 +1,402 @@
+"""AzureDevOpsServer: one loopback HTTP server for the REST subset, Git smart HTTP and the internal endpoints.
+
+URL space (like dev.azure.com, with the organisation as the first path segment):
+
+* `OPTIONS /_apis` and `/<org>/_apis...`        REST (`rest.py`)
+* `/<org>/<project>/_git/<repo>[.git]/...`       Git smart HTTP (`git_http.py`), also `/<org>/_git/<repo>`
+* `POST /_sandbox/receive`                       decisions for the proc-receive hook (`receive_hook.py`)
+* `POST /_sandbox/git-access`                    authorisation for the SSH forced command
+
+Every request is served on its own thread (`ThreadingHTTPServer`, keep-alive, Nagle off); `stop()` closes the
+listening socket, then every open connection, and joins all handler threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import secrets
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from flux_azdo.sandbox.azure_devops import errors, git_http, rest
+from flux_azdo.sandbox.azure_devops.errors import ServiceError
+from flux_azdo.sandbox.azure_devops.faults import FaultInjector
+from flux_azdo.sandbox.azure_devops.push_rules import PushApplier, PushCommand
+from flux_azdo.sandbox.azure_devops.receive_hook import TICKET_VARIABLE, URL_VARIABLE
+from flux_azdo.sandbox.azure_devops.security import GitPermission
+from flux_azdo.sandbox.world import Identity, Repository, World
+
+log = logging.getLogger(__name__)
+
+INTERNAL_PREFIX = "/_sandbox/"
+# An SSH session has no request to end with; its ticket lives this long (the HTTP ones end with the request).
+SSH_TICKET_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class _Ticket:
+    identity: Identity
+    repository: Repository
+    expires: float
+
+
+class AzureDevOpsServer:
+    """The sandbox's Azure DevOps organisation on `http://127.0.0.1:<port>/<org>`."""
+
+    def __init__(self, world: World, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.world = world
+        self.faults = FaultInjector()
+        self.internal_secret = secrets.token_urlsafe(32)
+        self.ssh_host: str | None = None
+        self.ssh_port: int | None = None
+        self.ssh_user: str = "git"
+        self.pushes = PushApplier(world)
+        self._tickets: dict[str, _Ticket] = {}
+        self._tickets_lock = threading.Lock()
+        self._httpd = _HttpServer((host, port), _Handler, self)
+        self._thread: threading.Thread | None = None
+        bound_host, bound_port = self._httpd.server_address[:2]
+        self.url = f"http://{bound_host!s}:{bound_port}"
+        self.org_url = f"{self.url}/{quote(world.org, safe='')}"
+
+    # ----- lifecycle ---------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="azdo-sandbox", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and wait for every handler thread; safe to call twice."""
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+        self._httpd.close_connections()
+
+    def __enter__(self) -> AzureDevOpsServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ----- URLs --------------------------------------------------------------------------------------------
+
+    def repo_url(self, repo: Repository) -> str:
+        """The HTTPS-style clone URL without credentials: `{org_url}/{project}/_git/{repo}`."""
+        return f"{self.org_url}/{quote(repo.project.name, safe='')}/_git/{quote(repo.name, safe='')}"
+
+    def ssh_url(self, repo: Repository) -> str:
+        """`sshUrl` as the REST API reports it: the scp-like form of ssh.dev.azure.com, or the local sshd's URL."""
+        path = f"v3/{quote(self.world.org, safe='')}/{quote(repo.project.name, safe='')}/{quote(repo.name, safe='')}"
+        if self.ssh_host is None:
+            return f"git@ssh.dev.azure.com:{path}"
+        if self.ssh_port is None or self.ssh_port == 22:
+            return f"{self.ssh_user}@{self.ssh_host}:{path}"
+        return f"ssh://{self.ssh_user}@{self.ssh_host}:{self.ssh_port}/{path}"
+
+    # ----- push tickets ------------------------------------------------------------------------------------
+
+    def issue_ticket(self, identity: Identity, repository: Repository, lifetime: float = SSH_TICKET_SECONDS) -> str:
+        ticket = secrets.token_urlsafe(24)
+        now = time.monotonic()
+        with self._tickets_lock:
+            for key in [k for k, t in self._tickets.items() if t.expires < now]:
+                del self._tickets[key]
+            self._tickets[ticket] = _Ticket(identity, repository, now + lifetime)
+        return ticket
+
+    def revoke_ticket(self, ticket: str) -> None:
+        with self._tickets_lock:
+            self._tickets.pop(ticket, None)
+
+    def hook_environment(self, ticket: str) -> dict[str, str]:
+        """Variables the git service needs so that the proc-receive hook can reach this server."""
+        return {URL_VARIABLE: self.url, TICKET_VARIABLE: ticket}
+
+    def _ticket(self, ticket: str) -> _Ticket | None:
+        with self._tickets_lock:
+            found = self._tickets.get(ticket)
+            return found if found is not None and found.expires >= time.monotonic() else None
+
+    # ----- internal endpoints ------------------------------------------------------------------------------
+
+    def internal_receive(self, document: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        ticket = self._ticket(str(document.get("ticket", "")))
+        if ticket is None:
+            return 403, {"message": "unknown or expired push ticket"}
+        commands = [
+            PushCommand(str(c["old"]), str(c["new"]), str(c["ref"]), bool(c.get("fastForward")))
+            for c in document.get("commands", [])
+        ]
+        results = self.pushes.apply(ticket.identity, ticket.repository, commands)
+        return 200, {"results": [r.as_json() for r in results]}
+
+    def internal_git_access(self, document: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Authorise an SSH git command for an identity: the same checks as the HTTP side."""
+        if not secrets.compare_digest(str(document.get("secret", "")), self.internal_secret):
+            return 403, {"message": "bad internal secret"}
+        service = str(document.get("service", ""))
+        if service not in ("git-upload-pack", "git-receive-pack"):
+            return 400, {"message": f"unsupported service {service!r}"}
+        identity = self.world.identity(str(document.get("identity", "")))
+        path = str(document.get("path", ""))
+        repository, shown_name = self.resolve_ssh_path(path)
+        if identity is None:
+            return 401, {"message": errors.ANONYMOUS_GIT}
+        if repository is None or not self.can_read(identity, repository):
+            return 404, {"message": errors.repository_not_found_text(shown_name)}
+        if service == "git-receive-pack" and not self.can_contribute(identity, repository):
+            return 403, {"message": errors.needs_permission_text("GenericContribute", identity.display_name)}
+        env: dict[str, str] = {}
+        if service == "git-receive-pack":
+            env = self.hook_environment(self.issue_ticket(identity, repository))
+        return 200, {"gitDir": str(repository.git_dir), "env": env}
+
+    def resolve_ssh_path(self, path: str) -> tuple[Repository | None, str]:
+        """`v3/<org>/<project>/<repo>` (leading `/`, percent-encoding, `.git` and case all tolerated)."""
+        parts = [unquote(p) for p in path.strip().strip("'\"").strip("/").split("/") if p]
+        shown = parts[-1] if parts else path
+        if len(parts) != 4 or parts[0].lower() != "v3" or parts[1].casefold() != self.world.org.casefold():
+            return None, shown
+        name = parts[3][:-4] if parts[3].lower().endswith(".git") else parts[3]
+        project = self.world.find_project(parts[2])
+        if project is None:
+            return None, name
+        return self.world.find_repository(project, name), name
+
+    # ----- shared permission helpers ------------------------------------------------------------------------
+
+    def can_read(self, identity: Identity, repository: Repository) -> bool:
+        return self.world.has_permission(identity, _repo_token(repository), GitPermission.GENERIC_READ)
+
+    def can_contribute(self, identity: Identity, repository: Repository) -> bool:
+        return self.world.has_permission(identity, _repo_token(repository), GitPermission.GENERIC_CONTRIBUTE)
+
+
+def _repo_token(repository: Repository) -> str:
+    return f"repoV2/{repository.project.id}/{repository.id}"
+
+
+class _HttpServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer that remembers its connections so that `stop()` can end keep-alive threads."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], owner: AzureDevOpsServer):
+        self.owner = owner
+        self._live: dict[threading.Thread, socket.socket] = {}
+        self._live_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self._serve_connection, args=(request, client_address), name="azdo-sandbox-conn", daemon=True
+        )
+        with self._live_lock:
+            self._live[thread] = request
+        thread.start()
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._live_lock:
+                self._live.pop(threading.current_thread(), None)
+
+    def close_connections(self, timeout: float = 10.0) -> None:
+        with self._live_lock:
+            live = list(self._live.items())
+        for _, connection in live:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        for thread, _ in live:
+            thread.join(timeout)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    server_version = "Microsoft-IIS/10.0"
+    sys_version = ""
+    server: _HttpServer
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_OPTIONS(self) -> None:
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        self._dispatch()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    # ----- body handling -----------------------------------------------------------------------------------
+
+    _body: bytes | None = None
+
+    def read_body(self) -> bytes:
+        """The whole request body; chunked bodies (git pushes over http.postBuffer) are de-chunked."""
+        if self._body is None:
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                self._body = self._read_chunked()
+            else:
+                length = int(self.headers.get("Content-Length") or 0)
+                self._body = self.rfile.read(length) if length > 0 else b""
+        return self._body
+
+    def _read_chunked(self) -> bytes:
+        parts: list[bytes] = []
+        while True:
+            size_line = self.rfile.readline(65537)
+            if not size_line:
+                raise ConnectionError("connection closed inside a chunked body")
+            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            parts.append(self.rfile.read(size))
+            self.rfile.readline(3)
+
+    def drop_connection_mid_body(self) -> None:
+        """Read part of the request body, then hang up without any reply (a network failure mid-push)."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.rfile.read1(65536)
+        else:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(min(max(length // 2, 1), 65536) if length else 0)
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    # ----- replies -----------------------------------------------------------------------------------------
+
+    def send_bytes(
+        self, status: int, body: bytes, content_type: str | None, headers: dict[str, str] | None = None
+    ) -> None:
+        if self._body is None and self.command in ("POST", "PUT", "PATCH"):
+            # Never leave an unread body on a keep-alive connection; small ones are drained, big ones closed.
+            length = int(self.headers.get("Content-Length") or 0)
+            if length <= 1 << 20 and "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
+                self.read_body()
+            else:
+                self.close_connection = True
+        self.send_response(status)
+        if content_type is not None:
+            self.send_header("Content-Type", content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        session = self.headers.get("X-TFS-Session")
+        if session:
+            self.send_header("X-TFS-Session", session)
+        self.send_header("ActivityId", str(uuid.uuid4()))
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def send_json(self, status: int, document: Any, headers: dict[str, str] | None = None) -> None:
+        body = json.dumps(document, separators=(",", ":")).encode()
+        self.send_bytes(status, body, "application/json; charset=utf-8; api-version=7.1", headers)
+
+    def send_service_error(self, error: ServiceError) -> None:
+        headers = dict(error.headers)
+        headers["X-TFS-ServiceError"] = error.service_error_header()
+        if error.status == 401:
+            headers.update(_challenge_headers(self.server.owner))
+        if error.empty_body:
+            self.send_bytes(error.status, b"", None, headers)
+        else:
+            self.send_bytes(error.status, error.json_bytes(), "application/json; charset=utf-8", headers)
+
+    # ----- routing -----------------------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        owner = self.server.owner
+        self._body = None  # one handler object serves every request of a keep-alive connection
+        split = urlsplit(self.path)
+        try:
+            if split.path.startswith(INTERNAL_PREFIX):
+                self._internal(owner, split.path)
+                return
+            delay = owner.faults.delay
+            if delay:
+                time.sleep(delay)
+            segments = [unquote(s) for s in split.path.split("/")[1:]]
+            if segments and segments[-1] == "":
+                segments.pop()
+            failure = owner.faults.take_failure(self.command, split.path)
+            git_route = git_http.match(owner.world.org, segments)
+            if failure is not None:
+                error = errors.throttled(*failure)
+                if git_route is not None:
+                    self.send_bytes(error.status, error.message.encode(), "text/plain; charset=utf-8", error.headers)
+                else:
+                    self.send_service_error(error)
+                return
+            if git_route is not None:
+                git_http.serve(self, owner, git_route, split.query)
+                return
+            rest.serve(self, owner, segments, split.query)
+        except ServiceError as error:
+            self.send_service_error(error)
+        except (ConnectionError, BrokenPipeError):
+            self.close_connection = True
+        except Exception as error:  # a bug in the sandbox: answer 500 like the service's error page, keep serving
+            log.exception("sandbox Azure DevOps failed on %s %s", self.command, self.path)
+            self.send_service_error(ServiceError(500, f"TF400898: An Internal Error Occurred. ({error})", "Exception"))
+
+    def _internal(self, owner: AzureDevOpsServer, path: str) -> None:
+        if self.command != "POST":
+            self.send_json(405, {"message": "POST only"})
+            return
+        try:
+            document = json.loads(self.read_body() or b"{}")
+        except ValueError:
+            self.send_json(400, {"message": "body is not JSON"})
+            return
+        if path == "/_sandbox/receive":
+            status, reply = owner.internal_receive(document)
+        elif path == "/_sandbox/git-access":
+            status, reply = owner.internal_git_access(document)
+        else:
+            status, reply = 404, {"message": f"no internal endpoint {path}"}
+        self.send_json(status, reply)
+
+
+def _challenge_headers(owner: AzureDevOpsServer) -> dict[str, str]:
+    """The challenge the service sends with a 401 (one header; the service adds a Bearer challenge too)."""
+    return {"WWW-Authenticate": f'Basic realm="{owner.url}/"'}

@@ -1,0 +1,561 @@
+"""The sandbox's configured data: the organisation, its projects and repositories, and who may do what.
+
+Everything the fake Azure DevOps (HTTP and SSH) decides comes from here, so tests set up a scenario by calling
+these methods and then talk to the servers with real clients. The model follows the service:
+
+* identities are users (PATs with scopes and an expiry, SSH keys), the project build service (whose job token is
+  a bearer token that ends with the job: `revoke_job_token`), and managed identities federated by client id
+  (workload identity: `workload_token(client_id)` stands in for Entra ID issuing a token to the cluster);
+* permissions are ACEs (allow/deny bit masks) per identity on security tokens of the Git namespace, evaluated
+  hierarchically as the service does (see `sandbox.azure_devops.security`);
+* `project_rights` presets stand for membership of the project groups (Project Administrators, Contributors,
+  Readers): their grants sit on `repoV2/<projectId>` for every project, now and later;
+* branch policies: a *required* policy on a branch rejects direct pushes with TF402455 unless PolicyExempt.
+
+All ids are lowercase GUID strings. One re-entrant lock guards the whole world; servers read it from many
+threads.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import secrets
+import shlex
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from flux_azdo.sandbox.azure_devops import security
+
+ProjectRights = Literal["admin", "contributor", "reader", "none"]
+IdentityKind = Literal["user", "build", "managed"]
+CredentialKind = Literal["pat", "job", "workload"]
+
+# Scope implications of PATs ("Code: Read, write & manage" includes "Read & write", which includes "Read").
+_SCOPE_IMPLIES: dict[str, frozenset[str]] = {
+    "vso.code_full": frozenset({"vso.code_manage", "vso.code_write", "vso.code", "vso.code_status"}),
+    "vso.code_manage": frozenset({"vso.code_write", "vso.code", "vso.code_status"}),
+    "vso.code_write": frozenset({"vso.code"}),
+    "vso.project_manage": frozenset({"vso.project_write", "vso.project"}),
+    "vso.project_write": frozenset({"vso.project"}),
+}
+FULL_ACCESS_SCOPE = "app_token"  # what a "Full access" PAT carries
+
+_RIGHTS_BITS: dict[str, int] = {
+    "admin": security.ADMIN_PERMISSIONS,
+    "contributor": security.CONTRIBUTOR_PERMISSIONS,
+    "reader": security.READER_PERMISSIONS,
+    "none": 0,
+}
+
+# Same git for every repository, whatever the user's ~/.gitconfig says (templates, init.defaultBranch, hooks).
+_GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0"}
+
+RECEIVE_HOOK = Path(__file__).resolve().parent / "azure_devops" / "receive_hook.py"
+
+
+class AuthenticationFailed(Exception):
+    """The Authorization header does not identify anybody.
+
+    `reason` tells the servers which 401 to send: `missing` (no header), `invalid` (unknown token or
+    malformed header), `expired` (a PAT past its expiry) or `revoked` (a job token after the job ended).
+    """
+
+    def __init__(self, message: str, reason: Literal["missing", "invalid", "expired", "revoked"] = "invalid") -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+
+
+@dataclass(eq=False)
+class Project:
+    id: str
+    name: str
+    description: str = ""
+    last_update_time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    revision: int = 1
+
+
+@dataclass(eq=False)
+class Repository:
+    id: str
+    name: str
+    project: Project
+    git_dir: Path
+    default_branch: str | None = None  # "refs/heads/main" once the first branch was pushed
+
+
+@dataclass(eq=False)
+class Identity:
+    id: str
+    display_name: str
+    descriptor: str
+    kind: IdentityKind
+    subject_descriptor: str = ""
+    unique_name: str = ""  # sign-in name (users), `Build\<projectId>` (build service), client id (managed)
+    project_id: str | None = None  # the project of a build service identity
+
+
+@dataclass(frozen=True, eq=False)
+class Credential:
+    """A verified credential: whose it is and, for a PAT, which scopes it carries (None: not scope-limited)."""
+
+    identity: Identity
+    kind: CredentialKind
+    scopes: frozenset[str] | None = None
+
+    def has_scope(self, *accepted: str) -> bool:
+        """True when the credential carries one of `accepted` (directly or through a broader scope)."""
+        if self.scopes is None or FULL_ACCESS_SCOPE in self.scopes:
+            return True
+        held = set(self.scopes)
+        for scope in self.scopes:
+            held |= _SCOPE_IMPLIES.get(scope, frozenset())
+        return any(scope in held for scope in accepted)
+
+
+@dataclass(frozen=True, eq=False)
+class _Pat:
+    identity: Identity
+    scopes: frozenset[str]
+    expires: datetime | None
+
+
+@dataclass(eq=False)
+class BranchPolicy:
+    """A branch policy configuration; `blocking` (required) policies reject direct pushes."""
+
+    id: int
+    repository: Repository
+    ref_name: str
+    blocking: bool
+    created_by: Identity | None
+    created_date: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    # "Minimum number of reviewers", the policy that most often protects a main branch.
+    type_id: str = "fa4e907d-c16b-4a4c-9dfa-4906e5d171dd"
+    type_display_name: str = "Minimum number of reviewers"
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", ".", text.lower()).strip(".") or "user"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _fake_jwt(claims: dict[str, object]) -> str:
+    """A token that looks like the service's JWTs (header.payload.signature); only the world can verify it."""
+
+    def part(document: Mapping[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
+
+    header = {"typ": "JWT", "alg": "RS256", "x5t": secrets.token_urlsafe(20)}
+    return f"{part(header)}.{part(claims)}.{secrets.token_urlsafe(64)}"
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+class World:
+    """The organisation and everything configured in it. Thread-safe (one RLock)."""
+
+    def __init__(self, org: str, repos_root: Path) -> None:
+        self.org = org
+        self.org_id = new_id()
+        self.deployment_id = new_id()
+        self.tenant_id = new_id()
+        self.repos_root = Path(repos_root)
+        self.repos_root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._projects: dict[str, Project] = {}
+        self._repositories: dict[str, Repository] = {}
+        self._identities: dict[str, Identity] = {}
+        self._rights: dict[str, ProjectRights] = {}
+        self._build_services: dict[str, Identity] = {}
+        self._pats: dict[str, _Pat] = {}
+        self._job_tokens: dict[str, Identity] = {}
+        self._revoked_job_tokens: set[str] = set()
+        self._federations: dict[str, Identity] = {}
+        self._workload_tokens: dict[str, Identity] = {}
+        self._ssh_keys: list[tuple[Identity, str]] = []
+        # identity id -> normalized token -> [allow, deny]; explicit ACEs and project-group presets are kept
+        # apart so that an explicit allow/deny on repoV2/<projectId> does not erase the group's grant.
+        self._aces: dict[str, dict[str, list[int]]] = {}
+        self._preset_aces: dict[str, dict[str, list[int]]] = {}
+        self._policies: dict[int, BranchPolicy] = {}
+        self._next_policy_id = 1
+
+    # ----- projects and repositories -----------------------------------------------------------------------
+
+    def add_project(self, name: str, *, description: str = "") -> Project:
+        with self._lock:
+            if self.find_project(name) is not None:
+                raise ValueError(f"project {name!r} already exists")
+            project = Project(id=new_id(), name=name, description=description)
+            self._projects[project.id] = project
+            for identity_id, rights in self._rights.items():
+                self._grant_preset(identity_id, project, rights)
+            return project
+
+    def projects(self) -> list[Project]:
+        with self._lock:
+            return list(self._projects.values())
+
+    def create_repository(self, project: Project, name: str) -> Repository:
+        """A new empty repository: a bare git repository with the push hook, no branches, no default branch."""
+        with self._lock:
+            if self.find_repository(project, name) is not None:
+                raise ValueError(f"repository {name!r} already exists in {project.name!r}")
+            repository_id = new_id()
+            repository = Repository(repository_id, name, project, self.repos_root / f"{repository_id}.git")
+            _init_bare(repository.git_dir)
+            self._repositories[repository.id] = repository
+            return repository
+
+    def repositories(self, project: Project | None = None) -> list[Repository]:
+        with self._lock:
+            return [r for r in self._repositories.values() if project is None or r.project is project]
+
+    def find_project(self, name_or_id: str) -> Project | None:
+        """By id, or by name case-insensitively (as the service resolves `{project}` route values)."""
+        with self._lock:
+            key = name_or_id.strip()
+            found = self._projects.get(key.lower())
+            if found is not None:
+                return found
+            folded = key.casefold()
+            return next((p for p in self._projects.values() if p.name.casefold() == folded), None)
+
+    def find_repository(self, project: Project | None, name_or_id: str) -> Repository | None:
+        """By id (anywhere, or inside `project`), or by name inside `project`, case-insensitively."""
+        with self._lock:
+            key = name_or_id.strip()
+            found = self._repositories.get(key.lower())
+            if found is not None and (project is None or found.project is project):
+                return found
+            if project is None:
+                return None
+            folded = key.casefold()
+            return next(
+                (r for r in self._repositories.values() if r.project is project and r.name.casefold() == folded),
+                None,
+            )
+
+    def set_default_branch(self, repository: Repository, ref: str) -> None:
+        """Point HEAD (and the REST `defaultBranch`) at `ref`."""
+        with self._lock:
+            _git(repository.git_dir, "symbolic-ref", "HEAD", ref)
+            repository.default_branch = ref
+
+    # ----- identities and credentials ---------------------------------------------------------------------
+
+    def add_user(self, display_name: str, *, project_rights: ProjectRights = "contributor") -> Identity:
+        """A user (Entra ID account); `project_rights` stands for membership of a project group in every project."""
+        email = f"{_slug(display_name)}@sandbox.example"
+        identity = Identity(
+            id=new_id(),
+            display_name=display_name,
+            descriptor=f"Microsoft.IdentityModel.Claims.ClaimsIdentity;{self.tenant_id}\\{email}",
+            kind="user",
+            subject_descriptor="aad." + _b64(new_id().encode()).rstrip("="),
+            unique_name=email,
+        )
+        return self._register(identity, project_rights)
+
+    def add_managed_identity(self, display_name: str, *, project_rights: ProjectRights = "contributor") -> Identity:
+        """A managed identity (service principal) added to the organisation, usable through `federate`."""
+        object_id = new_id()
+        identity = Identity(
+            id=new_id(),
+            display_name=display_name,
+            descriptor=f"Microsoft.VisualStudio.Services.Claims.AadServicePrincipal;{self.tenant_id}\\{object_id}",
+            kind="managed",
+            subject_descriptor="aadsp." + _b64(object_id.encode()).rstrip("="),
+            unique_name=object_id,
+        )
+        return self._register(identity, project_rights)
+
+    def build_service(self, project: Project) -> Identity:
+        """`<Project> Build Service (<org>)`, created on first use with the service's default: GenericRead only."""
+        with self._lock:
+            existing = self._build_services.get(project.id)
+            if existing is not None:
+                return existing
+            identity = Identity(
+                id=new_id(),
+                display_name=f"{project.name} Build Service ({self.org})",
+                descriptor=f"Microsoft.TeamFoundation.ServiceIdentity;{self.org_id}:Build:{project.id}",
+                kind="build",
+                subject_descriptor="svc." + _b64(f"{self.org_id}:Build:{project.id}".encode()).rstrip("="),
+                unique_name=f"Build\\{project.id}",
+                project_id=project.id,
+            )
+            self._identities[identity.id] = identity
+            self._build_services[project.id] = identity
+            self._add_ace(
+                self._preset_aces, identity, security.project_token(project.id), security.READER_PERMISSIONS, 0
+            )
+            return identity
+
+    def identity(self, identity_id: str) -> Identity | None:
+        with self._lock:
+            return self._identities.get(identity_id.lower())
+
+    def identities(self) -> list[Identity]:
+        with self._lock:
+            return list(self._identities.values())
+
+    def issue_pat(self, identity: Identity, scopes: Iterable[str], *, expires: datetime | None = None) -> str:
+        """A personal access token for `identity` (52 characters of base32, like the service's classic PATs)."""
+        alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+        token = "".join(secrets.choice(alphabet) for _ in range(52))
+        with self._lock:
+            self._pats[token] = _Pat(identity, frozenset(scopes), None if expires is None else _aware(expires))
+        return token
+
+    def issue_job_token(self, identity: Identity) -> str:
+        """A job access token (System.AccessToken) for a build service identity: a bearer JWT."""
+        token = _fake_jwt(
+            {"nameid": identity.id, "scp": "app_token", "aui": new_id(), "iss": "app.vstoken.visualstudio.com"}
+        )
+        with self._lock:
+            self._job_tokens[token] = identity
+        return token
+
+    def revoke_job_token(self, token: str) -> None:
+        """The job ended: the token is refused from now on (401)."""
+        with self._lock:
+            if self._job_tokens.pop(token, None) is not None:
+                self._revoked_job_tokens.add(token)
+
+    def add_ssh_key(self, identity: Identity, public_key_line: str) -> None:
+        with self._lock:
+            self._ssh_keys.append((identity, public_key_line.strip()))
+
+    def ssh_keys(self) -> list[tuple[Identity, str]]:
+        with self._lock:
+            return list(self._ssh_keys)
+
+    def federate(self, identity: Identity, client_id: str) -> None:
+        """Trust workload-identity tokens for `client_id` as `identity` (a federated credential on the app)."""
+        with self._lock:
+            self._federations[client_id.strip().lower()] = identity
+
+    def workload_token(self, client_id: str) -> str | None:
+        """A bearer token for a federated client id (what Entra ID would hand the workload), else None."""
+        with self._lock:
+            identity = self._federations.get(client_id.strip().lower())
+            if identity is None:
+                return None
+            token = _fake_jwt({"aud": "499b84ac-1321-427f-aa17-267ca6975798", "appid": client_id, "oid": identity.id})
+            self._workload_tokens[token] = identity
+            return token
+
+    def authenticate(self, authorization_header: str | None) -> Identity:
+        """The identity behind an Authorization header; raises AuthenticationFailed."""
+        return self.authenticate_credential(authorization_header).identity
+
+    def authenticate_credential(self, authorization_header: str | None) -> Credential:
+        """Like `authenticate`, with the credential's kind and scopes (the servers check scopes per call).
+
+        Basic: any user name, the password is a PAT or a job token (pipelines also send the job token that
+        way). Bearer: a job token or a workload-identity token.
+        """
+        if not authorization_header or not authorization_header.strip():
+            raise AuthenticationFailed("No credentials were supplied.", "missing")
+        scheme, _, value = authorization_header.strip().partition(" ")
+        value = value.strip()
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(value, validate=True).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                raise AuthenticationFailed("The Authorization header is malformed.") from None
+            _, _, token = decoded.partition(":")
+            return self._verify_token(token, allow_pat=True)
+        if scheme.lower() == "bearer":
+            return self._verify_token(value, allow_pat=False)
+        raise AuthenticationFailed(f"Unsupported authorization scheme {scheme!r}.")
+
+    def _verify_token(self, token: str, *, allow_pat: bool) -> Credential:
+        with self._lock:
+            pat = self._pats.get(token) if allow_pat else None
+            if pat is not None:
+                if pat.expires is not None and pat.expires <= datetime.now(timezone.utc):
+                    raise AuthenticationFailed("Access Denied: The Personal Access Token used has expired.", "expired")
+                return Credential(pat.identity, "pat", pat.scopes)
+            job = self._job_tokens.get(token)
+            if job is not None:
+                return Credential(job, "job")
+            workload = self._workload_tokens.get(token)
+            if workload is not None and token.count(".") == 2:
+                return Credential(workload, "workload")
+            if token in self._revoked_job_tokens:
+                raise AuthenticationFailed("The access token is no longer valid: the job has ended.", "revoked")
+        raise AuthenticationFailed("The token is not valid.", "invalid")
+
+    # ----- permissions -------------------------------------------------------------------------------------
+
+    def allow(self, identity: Identity, token: str, bits: int) -> None:
+        """An explicit allow ACE (clears a deny of the same bits on that token, as the service does)."""
+        with self._lock:
+            self._add_ace(self._aces, identity, token, int(bits), 0)
+
+    def deny(self, identity: Identity, token: str, bits: int) -> None:
+        """An explicit deny ACE (clears an allow of the same bits on that token)."""
+        with self._lock:
+            self._add_ace(self._aces, identity, token, 0, int(bits))
+
+    def clear(self, identity: Identity, token: str, bits: int) -> None:
+        """Back to "not set" (inherit) for these bits on that token."""
+        with self._lock:
+            entry = self._aces.get(identity.id, {}).get(security.normalize_token(token))
+            if entry is not None:
+                entry[0] &= ~int(bits)
+                entry[1] &= ~int(bits)
+
+    def has_permission(self, identity: Identity, token: str, bits: int) -> bool:
+        """Effective permission of `identity` for all of `bits` on `token` (hierarchical evaluation)."""
+        with self._lock:
+            entries: dict[str, tuple[int, int]] = {}
+            for table in (self._preset_aces, self._aces):
+                for level, (allow, deny) in table.get(identity.id, {}).items():
+                    old_allow, old_deny = entries.get(level, (0, 0))
+                    entries[level] = (old_allow | allow, old_deny | deny)
+            return security.evaluate(entries, token, int(bits))
+
+    def is_administrator(self, identity: Identity, token: str) -> bool:
+        """Member of Project Administrators for the project the token belongs to (or of every project)."""
+        with self._lock:
+            return self._rights.get(identity.id) == "admin"
+
+    def is_member(self, identity: Identity, project: Project) -> bool:
+        """Whether `identity` can see `project` at all (the service hides other projects: TF200016/VS800075).
+
+        Members are the project's groups (any `project_rights` but "none"), its build service, and anybody
+        granted something explicitly inside the project (an ACE on `repoV2/<projectId>/...`).
+        """
+        with self._lock:
+            if identity.project_id == project.id or self._rights.get(identity.id, "none") != "none":
+                return True
+            prefix = security.normalize_token(security.project_token(project.id))
+            return any(
+                (level == prefix or level.startswith(prefix + "/")) and allow
+                for level, (allow, _) in self._aces.get(identity.id, {}).items()
+            )
+
+    def _register(self, identity: Identity, rights: ProjectRights) -> Identity:
+        with self._lock:
+            self._identities[identity.id] = identity
+            self._rights[identity.id] = rights
+            for project in self._projects.values():
+                self._grant_preset(identity.id, project, rights)
+            return identity
+
+    def _grant_preset(self, identity_id: str, project: Project, rights: ProjectRights) -> None:
+        bits = _RIGHTS_BITS[rights]
+        if bits:
+            table = self._preset_aces.setdefault(identity_id, {})
+            table[security.normalize_token(security.project_token(project.id))] = [bits, 0]
+
+    @staticmethod
+    def _add_ace(
+        tables: dict[str, dict[str, list[int]]], identity: Identity, token: str, allow: int, deny: int
+    ) -> None:
+        entry = tables.setdefault(identity.id, {}).setdefault(security.normalize_token(token), [0, 0])
+        entry[0] = (entry[0] | allow) & ~deny
+        entry[1] = (entry[1] | deny) & ~allow
+
+    # ----- branch policies ---------------------------------------------------------------------------------
+
+    def set_branch_policy(self, repo: Repository, branch: str, required: bool = True) -> None:
+        """Protect a branch (`main` or `refs/heads/main`); `required=False` is an optional (non-blocking) policy."""
+        ref = branch if branch.startswith("refs/") else f"refs/heads/{branch}"
+        with self._lock:
+            for policy in self._policies.values():
+                if policy.repository is repo and policy.ref_name == ref:
+                    policy.blocking = required
+                    return
+            policy = BranchPolicy(self._next_policy_id, repo, ref, required, None)
+            self._policies[policy.id] = policy
+            self._next_policy_id += 1
+
+    def branch_policies(
+        self, project: Project, repository: Repository | None = None, ref_name: str | None = None
+    ) -> list[BranchPolicy]:
+        with self._lock:
+            return [
+                p
+                for p in self._policies.values()
+                if p.repository.project is project
+                and (repository is None or p.repository is repository)
+                and (ref_name is None or p.ref_name == ref_name)
+            ]
+
+    def is_protected(self, repo: Repository, ref: str) -> bool:
+        """A required policy applies to `ref`: direct pushes are rejected unless PolicyExempt."""
+        return any(p.blocking for p in self.branch_policies(repo.project, repo, ref))
+
+
+def _git(git_dir: Path, *args: str) -> str:
+    env = {**os.environ, **_GIT_ENV, "GIT_DIR": str(git_dir)}
+    done = subprocess.run(["git", *args], env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _init_bare(git_dir: Path) -> None:
+    """`git init --bare` plus the settings that make it behave like an Azure Repos repository.
+
+    * `receive.procReceiveRefs = refs/`: every pushed ref goes through the proc-receive hook, which asks the
+      server for the per-ref decision (CreateBranch, ForcePush, branch policies);
+    * `lsrefs.unborn = ignore`: an empty repository has no default branch in Azure DevOps, so clients must not
+      learn an unborn HEAD from protocol v2;
+    * `http.receivepack`: pushes over HTTP are authorised by the server, not by http-backend's REMOTE_USER rule.
+    """
+    env = {**os.environ, **_GIT_ENV}
+    subprocess.run(
+        ["git", "init", "--bare", "--quiet", "--template=", "--initial-branch=main", str(git_dir)],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    settings = {
+        "receive.procReceiveRefs": "refs/",
+        "lsrefs.unborn": "ignore",
+        "http.receivepack": "true",
+        "http.uploadpack": "true",
+        "uploadpack.allowFilter": "true",
+        "core.logAllRefUpdates": "false",
+    }
+    config = git_dir / "config"
+    with config.open("a", encoding="utf-8") as handle:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for key, value in settings.items():
+            section, _, name = key.partition(".")
+            sections.setdefault(section, []).append((name, value))
+        for section, pairs in sections.items():
+            handle.write(f"[{section}]\n")
+            for name, value in pairs:
+                handle.write(f"\t{name} = {value}\n")
+    hooks = git_dir / "hooks"
+    hooks.mkdir(exist_ok=True)
+    hook = hooks / "proc-receive"
+    # -I: the hook sees neither PYTHONPATH nor user site-packages; it needs the standard library only.
+    hook.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} -I {shlex.quote(str(RECEIVE_HOOK))}\n")
+    hook.chmod(0o755)
