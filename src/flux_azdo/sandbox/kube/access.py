@@ -1,0 +1,230 @@
+"""Bearer-token users, RBAC-style rules, and the answers the authorizer gives (403s and access reviews).
+
+A user is a name, groups and a list of `AccessRule`s; the admin belongs to `system:masters` and may do anything.
+Every request is authorized before it is served, with the real `Forbidden` text, and SelfSubjectAccessReview /
+SelfSubjectRulesReview answer from the same rules, so a test can model a user without cluster-admin and see
+both `kubectl auth can-i` and a failing write agree.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from flux_azdo.sandbox.kube.errors import forbidden, unauthorized
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """One RBAC PolicyRule: `*` matches anything; empty `namespaces` means every namespace and cluster scope.
+
+    `resources` may name subresources as `deployments/status`; `resource_names` limits the rule to named objects.
+    """
+
+    verbs: Sequence[str]
+    api_groups: Sequence[str] = ("*",)
+    resources: Sequence[str] = ("*",)
+    namespaces: Sequence[str] = ()
+    resource_names: Sequence[str] = ()
+
+    def allows(self, attributes: Attributes) -> bool:
+        if not _matches(self.verbs, attributes.verb):
+            return False
+        if not _matches(self.api_groups, attributes.group):
+            return False
+        resource = attributes.resource + (f"/{attributes.subresource}" if attributes.subresource else "")
+        if not (
+            _matches(self.resources, resource)
+            or (attributes.subresource and f"{attributes.resource}/*" in self.resources)
+            or (attributes.subresource and f"*/{attributes.subresource}" in self.resources)
+        ):
+            return False
+        if self.namespaces and attributes.namespace not in self.namespaces and "*" not in self.namespaces:
+            return False
+        return not (self.resource_names and (not attributes.name or attributes.name not in self.resource_names))
+
+
+def _matches(allowed: Sequence[str], value: str) -> bool:
+    return "*" in allowed or value in allowed
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """What a request does, as the authorizer sees it."""
+
+    verb: str
+    group: str = ""
+    resource: str = ""
+    subresource: str = ""
+    namespace: str = ""
+    name: str = ""
+    path: str = ""
+
+    @property
+    def is_resource(self) -> bool:
+        return bool(self.resource)
+
+
+@dataclass
+class User:
+    name: str
+    groups: tuple[str, ...]
+    rules: tuple[AccessRule, ...] = ()
+    uid: str = field(default_factory=lambda: secrets.token_hex(8))
+
+    @property
+    def admin(self) -> bool:
+        return "system:masters" in self.groups
+
+
+#: Paths every authenticated user may read (the system:discovery and system:public-info-viewer roles).
+PUBLIC_PATHS = ("/api", "/apis", "/version", "/openapi", "/healthz", "/livez", "/readyz")
+
+
+def _public(path: str) -> bool:
+    return any(path == prefix or path.startswith(prefix + "/") for prefix in PUBLIC_PATHS)
+
+
+class Users:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_token: dict[str, User] = {}
+        self.admin_token = secrets.token_urlsafe(32)
+        self._by_token[self.admin_token] = User("sandbox-admin", ("system:masters", "system:authenticated"))
+
+    def add(self, name: str, rules: Sequence[AccessRule]) -> str:
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._by_token[token] = User(name, ("system:authenticated",), tuple(rules))
+        return token
+
+    def authenticate(self, header: str | None) -> User:
+        if not header or not header.startswith("Bearer "):
+            raise unauthorized()
+        token = header[len("Bearer ") :].strip()
+        with self._lock:
+            user = self._by_token.get(token)
+        if user is None:
+            raise unauthorized()
+        return user
+
+
+def allowed(user: User, attributes: Attributes) -> bool:
+    if user.admin:
+        return True
+    if not attributes.is_resource:
+        return _public(attributes.path)
+    if (attributes.group, attributes.resource) in (
+        ("authorization.k8s.io", "selfsubjectaccessreviews"),
+        ("authorization.k8s.io", "selfsubjectrulesreviews"),
+        ("authentication.k8s.io", "selfsubjectreviews"),
+    ):
+        return True  # system:basic-user
+    return any(rule.allows(attributes) for rule in user.rules)
+
+
+def forbidden_message(user: User, attributes: Attributes) -> str:
+    if not attributes.is_resource:
+        return f'User "{user.name}" cannot {attributes.verb} path "{attributes.path}"'
+    resource = attributes.resource + (f"/{attributes.subresource}" if attributes.subresource else "")
+    where = f'in the namespace "{attributes.namespace}"' if attributes.namespace else "at the cluster scope"
+    return (
+        f'User "{user.name}" cannot {attributes.verb} resource "{resource}" in API group "{attributes.group}" {where}'
+    )
+
+
+def authorize(user: User, attributes: Attributes) -> None:
+    if allowed(user, attributes):
+        return
+    message = forbidden_message(user, attributes)
+    if not attributes.is_resource:
+        raise forbidden("", "", "", message)
+    raise forbidden(attributes.group, attributes.resource, attributes.name, message)
+
+
+def access_review(user: User, body: dict[str, Any]) -> dict[str, Any]:
+    """The SelfSubjectAccessReview answer: the spec echoed, `status.allowed` from the user's rules."""
+    spec = body.get("spec") or {}
+    resource = spec.get("resourceAttributes")
+    non_resource = spec.get("nonResourceAttributes")
+    if isinstance(resource, dict):
+        attributes = Attributes(
+            verb=str(resource.get("verb", "")),
+            group=str(resource.get("group", "")),
+            resource=str(resource.get("resource", "")),
+            subresource=str(resource.get("subresource", "")),
+            namespace=str(resource.get("namespace", "")),
+            name=str(resource.get("name", "")),
+        )
+    elif isinstance(non_resource, dict):
+        attributes = Attributes(verb=str(non_resource.get("verb", "")), path=str(non_resource.get("path", "")))
+    else:
+        attributes = Attributes(verb="")
+    verdict = allowed(user, attributes) if attributes.verb else False
+    status: dict[str, Any] = {"allowed": verdict}
+    if verdict and not user.admin:
+        status["reason"] = (
+            f'RBAC: allowed by RoleBinding "sandbox-{user.name}" of Role "sandbox-{user.name}" to User "{user.name}"'
+        )
+    metadata = dict(body.get("metadata") or {})
+    metadata["creationTimestamp"] = None
+    return {
+        "kind": "SelfSubjectAccessReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": metadata,
+        "spec": spec,
+        "status": status,
+    }
+
+
+def rules_review(user: User, body: dict[str, Any]) -> dict[str, Any]:
+    """The SelfSubjectRulesReview answer (`kubectl auth can-i --list`)."""
+    spec = body.get("spec") or {}
+    namespace = str(spec.get("namespace", ""))
+    if user.admin:
+        resource_rules = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]
+        non_resource_rules = [{"verbs": ["*"], "nonResourceURLs": ["*"]}]
+    else:
+        resource_rules = [
+            {
+                "verbs": ["create"],
+                "apiGroups": ["authorization.k8s.io"],
+                "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+            }
+        ]
+        for rule in user.rules:
+            if rule.namespaces and namespace not in rule.namespaces and "*" not in rule.namespaces:
+                continue
+            entry: dict[str, Any] = {
+                "verbs": list(rule.verbs),
+                "apiGroups": list(rule.api_groups),
+                "resources": list(rule.resources),
+            }
+            if rule.resource_names:
+                entry["resourceNames"] = list(rule.resource_names)
+            resource_rules.append(entry)
+        non_resource_rules = [
+            {"verbs": ["get"], "nonResourceURLs": [path + suffix for path in PUBLIC_PATHS for suffix in ("", "/*")]}
+        ]
+    metadata = dict(body.get("metadata") or {})
+    metadata["creationTimestamp"] = None
+    return {
+        "kind": "SelfSubjectRulesReview",
+        "apiVersion": "authorization.k8s.io/v1",
+        "metadata": metadata,
+        "spec": spec,
+        "status": {"resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": False},
+    }
+
+
+def self_review(user: User) -> dict[str, Any]:
+    """The SelfSubjectReview answer (`kubectl auth whoami`)."""
+    return {
+        "kind": "SelfSubjectReview",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"creationTimestamp": None},
+        "status": {"userInfo": {"username": user.name, "uid": user.uid, "groups": list(user.groups)}},
+    }

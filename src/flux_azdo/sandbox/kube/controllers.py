@@ -1,0 +1,123 @@
+"""The controllers a cluster runs without being asked, as one background thread woken by every write.
+
+- Every new namespace gets a `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap.
+- Namespace lifecycle (`namespaces`): a deleted namespace terminates, then disappears.
+- Garbage collection (`garbage`): a deleted CRD takes its objects along; `foregroundDeletion` and `orphan`
+  finalizers; dependents whose owners are all gone.
+
+They write through the store as the real controllers write through the API, so clients see the same events.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+
+from flux_azdo.sandbox.kube import garbage, namespaces
+from flux_azdo.sandbox.kube.calls import CRD_KEY, NAMESPACE_KEY
+from flux_azdo.sandbox.kube.errors import JsonObj
+from flux_azdo.sandbox.kube.managed import now_text
+from flux_azdo.sandbox.kube.resources import Registry, ResourceType
+from flux_azdo.sandbox.kube.rest import Api
+
+ROOT_CA_DESCRIPTION = (
+    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the "
+    "internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of "
+    "Kubernetes clusters."
+)
+
+
+class LifecycleController:
+    def __init__(self, api: Api, registry: Registry, ca_pem: bytes | None) -> None:
+        self.api = api
+        self.store = api.store
+        self.registry = registry
+        self.ca_pem = ca_pem
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seen_namespaces: set[str] = set()
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="kube-controllers", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.sync()
+            except Exception:  # a controller never dies of one bad object; the next write retries
+                continue
+
+    def sync(self) -> None:
+        """Pass over everything until a pass changes nothing (bounded, in case two objects fight)."""
+        with self.store.lock:
+            for _ in range(100):
+                if not self._step():
+                    return
+
+    def _step(self) -> bool:
+        progress = False
+        for namespace in self.store.objects(NAMESPACE_KEY):
+            metadata = namespace["metadata"]
+            if metadata.get("deletionTimestamp"):
+                progress |= namespaces.terminate(self.api, self.registry, namespace)
+                if self.store.get(NAMESPACE_KEY, "", metadata["name"]) is None:
+                    self._seen_namespaces.discard(metadata.get("uid", ""))
+            elif metadata.get("uid", "") not in self._seen_namespaces:
+                self._seen_namespaces.add(metadata.get("uid", ""))
+                progress |= self._populate(metadata["name"])
+        for crd in self.store.objects(CRD_KEY):
+            if crd["metadata"].get("deletionTimestamp"):
+                progress |= garbage.cleanup_crd(self.api, self.registry, crd)
+        progress |= garbage.finalize_owners(self.api, self.registry)
+        progress |= garbage.collect_orphans(self.api, self.registry)
+        return progress
+
+    def _system_create(self, resource: ResourceType | None, obj: JsonObj) -> bool:
+        if resource is None:
+            return False
+        metadata = obj["metadata"]
+        if self.store.get(resource.key, metadata.get("namespace", ""), metadata["name"]) is not None:
+            return False
+        metadata["uid"] = str(uuid.uuid4())
+        metadata["creationTimestamp"] = now_text()
+        self.store.put(resource.key, obj, None)
+        return True
+
+    def _populate(self, namespace: str) -> bool:
+        account = {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": "default", "namespace": namespace},
+        }
+        made = self._system_create(self.registry.get("", "serviceaccounts"), account)
+        if self.ca_pem is not None:
+            metadata = {
+                "name": "kube-root-ca.crt",
+                "namespace": namespace,
+                "annotations": {"kubernetes.io/description": ROOT_CA_DESCRIPTION},
+            }
+            bundle = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": metadata,
+                "data": {"ca.crt": self.ca_pem.decode()},
+            }
+            made |= self._system_create(self.registry.get("", "configmaps"), bundle)
+        return made

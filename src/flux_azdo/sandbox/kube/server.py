@@ -1,0 +1,197 @@
+"""KubeApiServer: the fake Kubernetes API server on 127.0.0.1, over HTTPS (own CA) or HTTP, with bearer tokens.
+
+It puts together the store, the registry of resource types (built-ins plus every established CRD), the verbs,
+the routing in front of them and the background controllers, seeds what a fresh cluster has, and writes
+kubeconfigs that kubectl and the kubernetes client accept.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+from flux_azdo.sandbox.kube.access import AccessRule, Users
+from flux_azdo.sandbox.kube.builtin_resources import builtin_types
+from flux_azdo.sandbox.kube.calls import CRD_KEY, NAMESPACE_KEY
+from flux_azdo.sandbox.kube.controllers import LifecycleController
+from flux_azdo.sandbox.kube.crds import resource_type
+from flux_azdo.sandbox.kube.defaulting import ClusterIPAllocator
+from flux_azdo.sandbox.kube.managed import now_text
+from flux_azdo.sandbox.kube.resources import Registry, ResourceType
+from flux_azdo.sandbox.kube.rest import Api
+from flux_azdo.sandbox.kube.routing import App
+from flux_azdo.sandbox.kube.store import Store
+from flux_azdo.sandbox.kube.tls import ServingMaterial, generate_serving_material, server_context
+from flux_azdo.sandbox.kube.transport import HttpServer
+
+SEED_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
+
+
+class KubeApiServer:
+    """A fake Kubernetes API server for tests and the demo; use it as a context manager.
+
+    `url`, `admin_token` and `ca_data` (PEM of the CA, None over plain HTTP) identify it; `add_user` models a
+    user with limited rights; `write_kubeconfig` writes a kubeconfig (context "sandbox") for kubectl and the
+    kubernetes client. `history` is how many write events watches can replay; older resourceVersions get
+    `410 Expired`, as after an etcd compaction.
+    """
+
+    def __init__(self, *, tls: bool = True, host: str = "127.0.0.1", port: int = 0, history: int = 4096) -> None:
+        self.tls = tls
+        self.host = host
+        self.port = port
+        self.url = ""
+        self.users = Users()
+        self.admin_token = self.users.admin_token
+        self._material: ServingMaterial | None = generate_serving_material(host) if tls else None
+        self.ca_data: bytes | None = self._material.ca_pem if self._material is not None else None
+        self.store = Store(history)
+        self.registry = Registry()
+        for builtin in builtin_types(ClusterIPAllocator()):
+            self.registry.add(builtin)
+        self.api = Api(self.store, self.registry, self._changed)
+        self.controller = LifecycleController(self.api, self.registry, self.ca_data)
+        self._http: HttpServer | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._seed()
+
+    # ------------------------------------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        with self._lock:
+            if self._http is not None:
+                return
+            self.store.reopen()
+            context = server_context(self._material) if self._material is not None else None
+            self._http = HttpServer(
+                (self.host, self.port),
+                App(self.users, self.registry, self.api, lambda: f"{self.host}:{self.port}"),
+                context,
+            )
+            self.port = self._http.server_address[1]
+            scheme = "https" if context is not None else "http"
+            self.url = f"{scheme}://{self.host}:{self.port}"
+            self._thread = threading.Thread(
+                target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, name="kube-apiserver", daemon=True
+            )
+            self._thread.start()
+            self.controller.start()
+            self.controller.poke()
+
+    def stop(self) -> None:
+        with self._lock:
+            http, thread = self._http, self._thread
+            self._http = self._thread = None
+        if http is None:
+            return
+        http.shutdown()
+        http.server_close()
+        self.store.close()
+        for handler_thread in http.close_connections():
+            handler_thread.join(timeout=10)
+        if thread is not None:
+            thread.join(timeout=10)
+        self.controller.stop()
+
+    def __enter__(self) -> KubeApiServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ----------------------------------------------------------------------------------------------- identities
+
+    def add_user(self, name: str, rules: Sequence[AccessRule]) -> str:
+        """A user limited to `rules`; returns its bearer token."""
+        return self.users.add(name, rules)
+
+    def write_kubeconfig(self, path: Path, *, token: str | None = None, namespace: str | None = None) -> None:
+        """A kubeconfig with cluster, user and context "sandbox" (0600: it holds a token)."""
+        if not self.url:
+            raise RuntimeError("start the server before writing a kubeconfig")
+        cluster: dict[str, Any] = {"server": self.url}
+        if self.ca_data is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(self.ca_data).decode()
+        context: dict[str, Any] = {"cluster": "sandbox", "user": "sandbox"}
+        if namespace:
+            context["namespace"] = namespace
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "sandbox", "cluster": cluster}],
+            "users": [{"name": "sandbox", "user": {"token": token or self.admin_token}}],
+            "contexts": [{"name": "sandbox", "context": context}],
+            "current-context": "sandbox",
+            "preferences": {},
+        }
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            yaml.safe_dump(config, stream, sort_keys=False)
+
+    # ---------------------------------------------------------------------------------------------- internals
+
+    def _changed(self, resource: ResourceType, obj: dict[str, Any] | None) -> None:
+        if resource.key == CRD_KEY:
+            self._sync_custom_types()
+        self.controller.poke()
+
+    def _sync_custom_types(self) -> None:
+        with self.store.lock:
+            served: dict[tuple[str, str], ResourceType] = {}
+            for crd in self.store.objects(CRD_KEY):
+                conditions = (crd.get("status") or {}).get("conditions") or []
+                if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+                    custom = resource_type(crd)
+                    served[custom.key] = custom
+            for existing in self.registry:
+                if existing.custom and existing.key not in served:
+                    self.registry.remove(*existing.key)
+            for custom in served.values():
+                self.registry.add(custom)
+
+    def _seed(self) -> None:
+        """What a fresh cluster has: its four namespaces and the `kubernetes` service."""
+        namespace_type = self.registry.get(*NAMESPACE_KEY)
+        assert namespace_type is not None and namespace_type.defaulter is not None
+        for name in SEED_NAMESPACES:
+            obj: dict[str, Any] = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+            namespace_type.defaulter(obj, None)
+            obj["metadata"] |= {"uid": str(uuid.uuid4()), "creationTimestamp": now_text()}
+            self.store.put(NAMESPACE_KEY, obj, None)
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "uid": str(uuid.uuid4()),
+                "creationTimestamp": now_text(),
+                "labels": {"component": "apiserver", "provider": "kubernetes"},
+            },
+            "spec": {
+                "clusterIP": "10.96.0.1",
+                "clusterIPs": ["10.96.0.1"],
+                "internalTrafficPolicy": "Cluster",
+                "ipFamilies": ["IPv4"],
+                "ipFamilyPolicy": "SingleStack",
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}],
+                "sessionAffinity": "None",
+                "type": "ClusterIP",
+            },
+            "status": {"loadBalancer": {}},
+        }
+        self.store.put(("", "services"), service, None)
