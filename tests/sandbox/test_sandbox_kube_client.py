@@ -971,6 +971,21 @@ def test_plain_http_serves_the_same_api(tmp_path: Path) -> None:
         assert "default" in {ns.metadata.name for ns in client.CoreV1Api(api_client).list_namespace().items}
 
 
+def test_plain_http_without_a_token_is_the_insecure_port_but_a_wrong_token_is_refused(tmp_path: Path) -> None:
+    """client-go never sends a bearer token over http, so a tokenless request there acts as the old insecure port."""
+    with KubeApiServer(tls=False) as plain:
+        anonymous = client.Configuration()
+        anonymous.host = plain.url
+        with client.ApiClient(anonymous) as api_client:
+            assert "default" in {ns.metadata.name for ns in client.CoreV1Api(api_client).list_namespace().items}
+        wrong = client.Configuration()
+        wrong.host = plain.url
+        wrong.api_key = {"authorization": "Bearer not-a-token"}
+        with client.ApiClient(wrong) as api_client, pytest.raises(client.ApiException) as raised:
+            client.CoreV1Api(api_client).list_namespace()
+        assert raised.value.status == 401
+
+
 def test_stop_closes_the_port_and_ends_every_thread(tmp_path: Path) -> None:
     before = set(threading.enumerate())
     server = KubeApiServer()

@@ -89,11 +89,20 @@ def _public(path: str) -> bool:
 
 
 class Users:
-    def __init__(self) -> None:
+    """Bearer tokens and the users they stand for.
+
+    `insecure_is_admin` models kube-apiserver's old plain-HTTP `--insecure-port`, which skipped authentication and
+    authorisation: client-go (so kubectl) never sends a bearer token over plain http, so a token-only http server
+    would be unusable with kubectl. A request that does carry a token is still that token's user.
+    """
+
+    def __init__(self, *, insecure_is_admin: bool = False) -> None:
         self._lock = threading.Lock()
         self._by_token: dict[str, User] = {}
         self.admin_token = secrets.token_urlsafe(32)
-        self._by_token[self.admin_token] = User("sandbox-admin", ("system:masters", "system:authenticated"))
+        self._admin = User("sandbox-admin", ("system:masters", "system:authenticated"))
+        self._by_token[self.admin_token] = self._admin
+        self._insecure_is_admin = insecure_is_admin
 
     def add(self, name: str, rules: Sequence[AccessRule]) -> str:
         token = secrets.token_urlsafe(32)
@@ -102,6 +111,8 @@ class Users:
         return token
 
     def authenticate(self, header: str | None) -> User:
+        if not header and self._insecure_is_admin:
+            return self._admin
         if not header or not header.startswith("Bearer "):
             raise unauthorized()
         token = header[len("Bearer ") :].strip()

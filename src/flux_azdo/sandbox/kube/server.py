@@ -49,7 +49,7 @@ class KubeApiServer:
         self.host = host
         self.port = port
         self.url = ""
-        self.users = Users()
+        self.users = Users(insecure_is_admin=not tls)
         self.admin_token = self.users.admin_token
         self._material: ServingMaterial | None = generate_serving_material(host) if tls else None
         self.ca_data: bytes | None = self._material.ca_pem if self._material is not None else None
