@@ -1,4 +1,4 @@
-"""Benchmarks: component generation and CLI start-up (goals: < 0.2 s and < 0.3 s).
+"""Benchmarks: component generation, CLI start-up and the sandbox (goals: < 0.2 s, < 0.3 s, < 0.5 s).
 
 Run with `make bench`. Figures are wall-clock minimum and median over repeated runs on
 this machine; they are reported, not asserted, so a busy machine never fails a build.
@@ -72,7 +72,79 @@ def main() -> int:
     measure(
         "python -c pass (interpreter floor)", lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), 15
     )
+    sandbox_benchmarks()
     return 0
+
+
+_COLD_START = """
+import sys, tempfile, time
+started = time.perf_counter()
+from flux_azdo.sandbox.runtime import Sandbox, SandboxOptions
+with tempfile.TemporaryDirectory() as folder:
+    sandbox = Sandbox(__import__("pathlib").Path(folder), SandboxOptions(ssh=False)).start()
+    ready = time.perf_counter()
+    sandbox.stop()
+print(ready - started)
+"""
+
+
+def sandbox_benchmarks() -> None:
+    """Start-up (goal: the whole sandbox without sshd in < 0.5 s) and per-request latency through real clients."""
+    import base64
+    import tempfile
+
+    from flux_azdo.sandbox.runtime import Sandbox, SandboxOptions
+
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    colds = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", _COLD_START], capture_output=True, text=True, env=env, check=True
+            ).stdout
+        )
+        for _ in range(5)
+    ]
+    print(
+        f"{'sandbox start, fresh process (imports included), no sshd':<58} min {min(colds) * 1000:7.1f} ms   "
+        f"median {statistics.median(colds) * 1000:7.1f} ms   (5 runs)"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        counter = iter(range(1000))
+        measure(
+            "sandbox start + stop, warm process, no sshd",
+            lambda: Sandbox(Path(folder) / str(next(counter)), SandboxOptions(ssh=False)).start().stop(),
+            10,
+        )
+        measure(
+            "sandbox start + stop, warm process, with sshd",
+            lambda: Sandbox(Path(folder) / str(next(counter)), SandboxOptions(ssh=True)).start().stop(),
+            5,
+        )
+        with Sandbox(Path(folder) / "latency", SandboxOptions(ssh=False)) as sandbox:
+            from azure.devops.connection import Connection
+            from kubernetes import client, config
+            from msrest.authentication import BasicAuthentication
+
+            core = Connection(base_url=sandbox.org_url, creds=BasicAuthentication("", sandbox.pat)).clients
+            projects = core.get_core_client()
+            measure("Azure DevOps REST: SDK get_project", lambda: projects.get_project(sandbox.project.name), 50)
+            header = "Authorization: Basic " + base64.b64encode(f":{sandbox.pat}".encode()).decode()
+            git_env = {
+                **os.environ,
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": "http.extraHeader",
+                "GIT_CONFIG_VALUE_0": header,
+                "GIT_TERMINAL_PROMPT": "0",
+            }
+            measure(
+                "git ls-remote over smart HTTP (process included)",
+                lambda: subprocess.run(
+                    ["git", "ls-remote", sandbox.repo_url], env=git_env, capture_output=True, check=True
+                ),
+                20,
+            )
+            api = client.CoreV1Api(config.new_client_from_config(config_file=str(sandbox.kubeconfig_path)))
+            measure("Kubernetes API: read_namespace over https", lambda: api.read_namespace("default"), 50)
 
 
 if __name__ == "__main__":
