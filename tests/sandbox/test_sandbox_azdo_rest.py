@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import http.client
+import json
+import socket
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -12,7 +16,7 @@ import requests
 from azure.devops.connection import Connection
 from azure.devops.exceptions import AzureDevOpsAuthenticationError, AzureDevOpsServiceError
 from azure.devops.v7_0.core.models import TeamProjectReference
-from azure.devops.v7_0.git.models import GitRepositoryCreateOptions
+from azure.devops.v7_0.git.models import GitRefUpdate, GitRepositoryCreateOptions
 from msrest.authentication import BasicAuthentication, BasicTokenAuthentication
 
 from flux_azdo.sandbox.azure_devops.security import GIT_NAMESPACE_ID, GitPermission, branch_token
@@ -30,6 +34,10 @@ def scenario(tmp_path: Path) -> Iterator[Scenario]:
 def sdk(scenario: Scenario, token: str, factory: str = "clients", *, bearer: bool = False) -> Any:
     creds = BasicTokenAuthentication({"access_token": token}) if bearer else BasicAuthentication("", token)
     return getattr(Connection(base_url=scenario.server.org_url, creds=creds), factory)
+
+
+def port(scenario: Scenario) -> int:
+    return int(scenario.server.url.rsplit(":", 1)[1])
 
 
 def create_options(scenario: Scenario, name: str) -> GitRepositoryCreateOptions:
@@ -73,7 +81,7 @@ def test_create_repository_then_list_and_get(scenario: Scenario, factory: str) -
     assert created.name == "apps"
     assert created.project.id == scenario.project.id
     assert created.default_branch is None  # empty: no default branch yet
-    assert created.size == 0 or created.size > 0
+    assert created.size == 0
     assert (
         created.remote_url
         == f"http://{scenario.world.org}@{scenario.server.url.removeprefix('http://')}/sandbox-org/Fleet%20Project/_git/apps"
@@ -123,12 +131,15 @@ def test_create_repository_needs_create_repository_permission(scenario: Scenario
         AzureDevOpsServiceError, match="TF401027: You need the Git 'CreateRepository' permission"
     ) as raised:
         git.create_repository(create_options(scenario, "denied"), project="Fleet Project")
-    assert "identity 'Carl Contributor'" in raised.value.message
+    assert raised.value.message.endswith(
+        f"Details: identity '{scenario.world.tenant_id}\\carl.contributor@sandbox.example', scope 'project'."
+    )
     scenario.world.allow(scenario.contributor, f"repoV2/{scenario.project.id}", GitPermission.CREATE_REPOSITORY)
     assert git.create_repository(create_options(scenario, "granted"), project="Fleet Project").name == "granted"
 
 
 def test_create_repository_needs_the_code_manage_scope(scenario: Scenario) -> None:
+    """UNVERIFIED body: the 401 TF400813 for a missing PAT scope is modelled, not captured from the service."""
     pat = scenario.world.issue_pat(scenario.admin, ["vso.code_write", "vso.project"])
     git = sdk(scenario, pat).get_git_client()
     assert [r.name for r in git.get_repositories("Fleet Project")] == ["fleet"]
@@ -228,11 +239,17 @@ def test_has_permissions_batch_fills_in_values(scenario: Scenario, factory: str)
         always_allow_administrators=False,
         evaluations=[
             models.PermissionEvaluation(security_namespace_id=GIT_NAMESPACE_ID, token=repo_token, permissions=bit)
-            for bit in (GitPermission.GENERIC_READ, GitPermission.GENERIC_CONTRIBUTE, GitPermission.CREATE_BRANCH)
+            for bit in (
+                GitPermission.GENERIC_READ,
+                GitPermission.GENERIC_CONTRIBUTE,
+                GitPermission.CREATE_BRANCH,
+                GitPermission.CREATE_TAG,
+            )
         ],
     )
     answered = client.has_permissions_batch(batch)
-    assert [e.value for e in answered.evaluations] == [True, False, False]  # build service default: Read only
+    # The build service's default: Read and CreateTag (azure-devops-docs#6075), no Contribute or CreateBranch.
+    assert [e.value for e in answered.evaluations] == [True, False, False, True]
 
 
 @pytest.mark.parametrize("factory", FACTORIES)
@@ -261,6 +278,16 @@ def test_policy_configurations_for_a_branch(scenario: Scenario, factory: str) ->
         ("refs/heads/release", False),
     ]
     assert clients.get_policy_client().get_policy_configuration("Fleet Project", policy.id).id == policy.id
+    # Scopes match exactly: a repository without a branch matches no branch policy (vsts-rest-api-specs#395).
+    repo_only = clients.get_git_client().get_policy_configurations("Fleet Project", repository_id=scenario.repo.id)
+    assert repo_only.policy_configurations == []
+
+
+def test_policy_configurations_need_a_guid_repository_id(scenario: Scenario) -> None:
+    url = f"{scenario.server.org_url}/Fleet%20Project/_apis/git/policy/configurations"
+    reply = requests.get(url, params={"repositoryId": "fleet"}, auth=("", scenario.admin_pat), timeout=10)
+    assert reply.status_code == 400
+    assert reply.json()["typeName"] == "System.ArgumentException, mscorlib"
 
 
 def test_expired_pat_is_401_access_check_exception(scenario: Scenario) -> None:
@@ -285,6 +312,7 @@ def test_expired_pat_is_401_access_check_exception(scenario: Scenario) -> None:
 
 
 def test_wrong_token_is_an_authentication_error(scenario: Scenario) -> None:
+    """The anonymous `OPTIONS _apis` 401 (empty body, Basic challenge) is UNVERIFIED against the service."""
     with pytest.raises(AzureDevOpsAuthenticationError, match="requires user authentication"):
         sdk(scenario, "not-a-real-token").get_core_client().get_project("Fleet Project")
     reply = requests.options(f"{scenario.server.org_url}/_apis", timeout=10)
@@ -328,8 +356,14 @@ def test_paths_are_case_insensitive_and_deployment_options_exist(scenario: Scena
     deployment = requests.options(f"{scenario.server.url}/_apis", auth=auth, timeout=10)
     assert deployment.status_code == 200
     assert any(item["resourceName"] == "ConnectionData" for item in deployment.json()["value"])
+    areas = requests.get(f"{scenario.server.url}/_apis/ResourceAreas", auth=auth, timeout=10)
+    assert areas.status_code == 200 and areas.json()["count"] > 0
+    # Nothing that needs an organisation is served at deployment level.
+    assert requests.get(f"{scenario.server.url}/_apis/projects", auth=auth, timeout=10).status_code == 404
     unknown = requests.get(f"{scenario.server.org_url}/_apis/nothing/here", auth=auth, timeout=10)
     assert unknown.status_code == 404 and unknown.headers["Content-Type"].startswith("application/json")
+    other_org = requests.get(f"{scenario.server.url}/other-org/_apis/projects", auth=auth, timeout=10)
+    assert other_org.status_code == 404 and "other-org" in other_org.json()["message"]
 
 
 @pytest.mark.parametrize("status", [503, 429])
@@ -378,3 +412,209 @@ def test_stop_ends_keep_alive_connections_and_their_threads(tmp_path: Path) -> N
     with pytest.raises(requests.ConnectionError):
         requests.get(url, timeout=2)
     running.server.stop()  # idempotent
+
+
+def test_n_failures_then_success_and_latency(scenario: Scenario) -> None:
+    url = f"{scenario.server.org_url}/_apis/projects"
+    auth = ("", scenario.admin_pat)
+    scenario.server.faults.fail_next(2, status=503, retry_after=0)
+    assert [requests.get(url, auth=auth, timeout=10).status_code for _ in range(3)] == [503, 503, 200]
+    assert scenario.server.faults.served_failures == 2
+    scenario.server.faults.latency(0.01)
+    assert sdk(scenario, scenario.admin_pat).get_core_client().get_project("Fleet Project").name == "Fleet Project"
+    assert scenario.server.faults.delayed_requests > 0
+    scenario.server.faults.latency(0)
+
+
+# ----- api-version -------------------------------------------------------------------------------------------
+
+
+def test_api_version_is_required_for_writes_checked_and_echoed(scenario: Scenario) -> None:
+    auth = ("", scenario.admin_pat)
+    repos = f"{scenario.server.org_url}/Fleet%20Project/_apis/git/repositories"
+    missing = requests.post(repos, json={"name": "nover"}, auth=auth, timeout=10)
+    assert missing.status_code == 400
+    assert missing.json()["typeKey"] == "VssVersionNotSpecifiedException"
+    assert missing.json()["message"] == (
+        'No api-version was supplied for the "POST" request. The version must be supplied either as part of the '
+        'Accept header (e.g. "application/json; api-version=1.0") or as a query parameter (e.g. "?api-version=1.0").'
+    )
+    assert scenario.world.find_repository(scenario.project, "nover") is None
+    headers = {"Accept": "application/json; api-version=7.1"}
+    created = requests.post(repos, json={"name": "withver"}, headers=headers, auth=auth, timeout=10)
+    assert created.status_code == 201
+    assert created.headers["Content-Type"] == "application/json; charset=utf-8; api-version=7.1"
+    listed = requests.get(repos, auth=auth, timeout=10)  # GET may leave the version out
+    assert listed.status_code == 200 and "api-version=" in listed.headers["Content-Type"]
+
+    def get(path: str, version: str) -> requests.Response:
+        url = f"{scenario.server.org_url}/_apis/{path}"
+        return requests.get(url, params={"api-version": version}, auth=auth, timeout=10)
+
+    preview_only = get("ConnectionData", "7.1")
+    assert preview_only.status_code == 400
+    assert preview_only.json()["typeKey"] == "VssInvalidPreviewVersionException"
+    assert preview_only.json()["message"] == (
+        'The requested version "7.1" of the resource is under preview. The -preview flag must be supplied in the '
+        'api-version for such requests. For example: "7.1-preview"'
+    )
+    preview = get("ConnectionData", "7.1-preview.1")
+    assert preview.status_code == 200
+    assert preview.headers["Content-Type"].endswith("; api-version=7.1-preview.1")
+    assert get("projects", "7.2").json()["typeKey"] == "VssInvalidPreviewVersionException"  # above released 7.1
+    assert get("projects", "7.2-preview.4").status_code == 200
+    too_new = get("projects", "8.0")
+    assert too_new.status_code == 400
+    assert too_new.json()["message"] == (
+        "The requested REST API version of 8.0 is out of range for this server. "
+        "The latest REST API version this server supports is 7.2."
+    )
+    assert get("projects", "latest").json()["typeKey"] == "VssInvalidApiResourceVersionException"
+
+
+# ----- HTTP framing ------------------------------------------------------------------------------------------
+
+
+def test_head_is_get_without_a_body_and_wrong_methods_are_405(scenario: Scenario) -> None:
+    auth = ("", scenario.admin_pat)
+    url = f"{scenario.server.org_url}/_apis/projects"
+    got = requests.get(url, auth=auth, timeout=10)
+    head = requests.head(url, auth=auth, timeout=10)
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Length"] == got.headers["Content-Length"]
+    put = requests.put(url, json={}, params={"api-version": "7.1"}, auth=auth, timeout=10)
+    assert put.status_code == 405 and put.headers["Allow"] == "GET, HEAD"
+    assert put.json()["message"] == "The requested resource does not support http method 'PUT'."
+    upload_pack = f"{scenario.server.repo_url(scenario.repo)}/git-upload-pack"
+    assert requests.get(upload_pack, auth=auth, timeout=10).status_code == 405
+
+
+def test_bad_input_is_400_never_500(scenario: Scenario) -> None:
+    auth = ("", scenario.admin_pat)
+    batch = f"{scenario.server.org_url}/_apis/security/permissionevaluationbatch?api-version=7.1"
+
+    def post(body: bytes) -> requests.Response:
+        headers = {"Content-Type": "application/json"}
+        return requests.post(batch, data=body, headers=headers, auth=auth, timeout=10)
+
+    evaluation = {"securityNamespaceId": GIT_NAMESPACE_ID, "token": "repoV2", "permissions": 2}
+    for body in (
+        b"{not json",
+        b"[]",
+        json.dumps({"evaluations": "all"}).encode(),
+        json.dumps({"evaluations": [{**evaluation, "permissions": "two"}]}).encode(),
+        json.dumps({"evaluations": [{**evaluation, "token": 7}]}).encode(),
+    ):
+        reply = post(body)
+        assert reply.status_code == 400, (body, reply.text)
+        assert reply.json()["typeName"] in (
+            "System.ArgumentException, mscorlib",
+            "System.ArgumentNullException, mscorlib",
+        )
+    refs = f"{scenario.server.org_url}/Fleet%20Project/_apis/git/repositories/fleet/refs?api-version=7.1"
+    assert (
+        requests.post(refs, json=[{"name": "refs/heads/x", "oldObjectId": 1}], auth=auth, timeout=10).status_code == 400
+    )
+    # An unframed request cannot be answered on a kept-alive connection: 400, then the server hangs up.
+    with socket.create_connection(("127.0.0.1", port(scenario)), timeout=10) as raw:
+        raw.sendall(b"POST /sandbox-org/_apis/projects HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+        answer = b""
+        while chunk := raw.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in answer
+
+
+def test_keep_alive_survives_request_bodies_on_any_method(scenario: Scenario) -> None:
+    token = base64.b64encode(f":{scenario.admin_pat}".encode()).decode()
+    headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
+    connection = http.client.HTTPConnection("127.0.0.1", port(scenario), timeout=10)
+    try:
+        for method, path, expected in (
+            ("GET", "/sandbox-org/_apis/projects", 200),
+            ("DELETE", "/sandbox-org/_apis/projects", 405),
+            ("OPTIONS", "/sandbox-org/_apis", 200),
+            ("GET", "/sandbox-org/Fleet%20Project/_apis/git/repositories/fleet", 200),
+        ):
+            connection.request(method, path, body=b'{"ignored": "body"}' * 100, headers=headers)
+            reply = connection.getresponse()
+            reply.read()
+            assert reply.status == expected, (method, path)
+            assert reply.getheader("Connection") != "close"
+    finally:
+        connection.close()
+
+
+# ----- branch stats and ref updates --------------------------------------------------------------------------
+
+
+def test_branch_stats(scenario: Scenario) -> None:
+    cli = scenario.git(scenario.admin_pat)
+    init_checkout(cli, "work", scenario.server.repo_url(scenario.repo))
+    main = cli.commit("work", "README.md", "hello", "first line\n\nbody")
+    assert cli.push("work", "HEAD:refs/heads/main").returncode == 0
+    topic = cli.commit("work", "t.txt", "t", "topic work")
+    assert cli.push("work", "HEAD:refs/heads/topic").returncode == 0
+    for factory in FACTORIES:
+        git = sdk(scenario, scenario.contributor_pat, factory).get_git_client()
+        stats = git.get_branch("fleet", "main", "Fleet Project")
+        assert (stats.name, stats.commit.commit_id, stats.is_base_version) == ("main", main, True)
+        assert (stats.ahead_count, stats.behind_count) == (0, 0)
+        assert stats.commit.author.email == "test@sandbox.example" and stats.commit.author.date is not None
+        ahead = git.get_branch(scenario.repo.id, "topic")  # the project-less route
+        assert (ahead.commit.commit_id, ahead.ahead_count, ahead.behind_count) == (topic, 1, 0)
+        assert ahead.commit.comment == "topic work" and ahead.is_base_version is False
+        assert sorted(b.name for b in git.get_branches("fleet", "Fleet Project")) == ["main", "topic"]
+        with pytest.raises(AzureDevOpsServiceError) as missing:
+            git.get_branch("fleet", "nope", "Fleet Project")
+        assert missing.value.message == (
+            "TF401175:The version descriptor <Branch: nope > could not be resolved to a version in the repository fleet"
+        )
+        assert missing.value.type_key == "GitUnresolvableToCommitException"
+
+
+def test_update_refs_follows_the_push_rules(scenario: Scenario) -> None:
+    cli = scenario.git(scenario.admin_pat)
+    init_checkout(cli, "work", scenario.server.repo_url(scenario.repo))
+    first = cli.commit("work", "a.txt", "a")
+    second = cli.commit("work", "b.txt", "b")
+    assert cli.push("work", "HEAD:refs/heads/main").returncode == 0
+    null = "0" * 40
+
+    def update(token: str, *changes: tuple[str, str, str]) -> list[Any]:
+        git = sdk(scenario, token).get_git_client()
+        updates = [GitRefUpdate(name=name, old_object_id=old, new_object_id=new) for name, old, new in changes]
+        return list(git.update_refs(updates, "fleet", "Fleet Project"))
+
+    created, stale, rewind, deleted = update(
+        scenario.contributor_pat,
+        ("refs/heads/feature", null, first),
+        ("refs/heads/main", first, second),  # main is at `second`, not `first`
+        ("refs/heads/main", second, first),
+        ("refs/heads/main", second, null),
+    )
+    assert (created.success, created.update_status) == (True, "succeeded")
+    assert (stale.success, stale.update_status) == (False, "staleOldObjectId")
+    assert (rewind.success, rewind.update_status) == (False, "forcePushRequired")
+    assert (deleted.success, deleted.update_status) == (False, "forcePushRequired")
+    assert created.repository_id == scenario.repo.id and created.rejected_by is None
+    # The creator may rewrite their branch; a reader may not create one.
+    (own,) = update(scenario.contributor_pat, ("refs/heads/feature", first, second))
+    assert own.success is True
+    _, reader_pat = scenario.user("Rita Reader", "reader")
+    (denied,) = update(reader_pat, ("refs/heads/reader", null, first))
+    assert denied.update_status == "createBranchPermissionRequired"
+    scenario.world.set_branch_policy(scenario.repo, "feature")
+    (blocked,) = update(scenario.contributor_pat, ("refs/heads/feature", second, first))
+    assert blocked.update_status == "rejectedByPolicy" and blocked.custom_message.startswith("TF402455")
+    # The admin created main, so may delete it; the repository then has no default branch.
+    (gone,) = update(scenario.admin_pat, ("refs/heads/main", second, null))
+    assert gone.success is True
+    assert (
+        sdk(scenario, scenario.admin_pat).get_git_client().get_repository("fleet", "Fleet Project").default_branch
+        is None
+    )
+    refs = sdk(scenario, scenario.admin_pat).get_git_client().get_refs("fleet", "Fleet Project")
+    assert [(r.name, r.object_id) for r in refs] == [("refs/heads/feature", second)]
+    read_only = scenario.world.issue_pat(scenario.contributor, ["vso.code"])
+    with pytest.raises(AzureDevOpsServiceError, match="TF400813"):
+        update(read_only, ("refs/heads/x", null, first))

@@ -113,9 +113,10 @@ def test_job_token_reads_cannot_push_and_dies_with_the_job(scenario: Scenario) -
     git.commit("work", "b.txt", "b")
     pushed = git.push("work", "HEAD:refs/heads/main")
     assert pushed.returncode != 0
+    # The service names a build service by its unique name, `Build\<projectId>` (agent#2257).
     assert (
-        "remote: TF401027: You need the Git 'GenericContribute' permission to perform this action. Details: identity 'Fleet Project Build Service (sandbox-org)', scope 'repository'."
-        in pushed.stderr
+        "remote: TF401027: You need the Git 'GenericContribute' permission to perform this action. "
+        f"Details: identity 'Build\\{scenario.project.id}', scope 'repository'." in pushed.stderr
     )
     assert "403" in pushed.stderr
     scenario.world.allow(build, f"repoV2/{scenario.project.id}/{scenario.repo.id}", GitPermission.GENERIC_CONTRIBUTE)
@@ -133,8 +134,10 @@ def test_reader_cannot_push(scenario: Scenario) -> None:
     git.commit("work", "r.txt", "r")
     pushed = git.push("work", "HEAD:refs/heads/main")
     assert pushed.returncode == 128
+    # A user is named `<tenant>\<sign-in name>` in TF401027, not by display name.
     assert (
-        "remote: TF401027: You need the Git 'GenericContribute' permission to perform this action. Details: identity 'Rita Reader', scope 'repository'."
+        "remote: TF401027: You need the Git 'GenericContribute' permission to perform this action. "
+        f"Details: identity '{scenario.world.tenant_id}\\rita.reader@sandbox.example', scope 'repository'."
         in pushed.stderr
     )
     assert "The requested URL returned error: 403" in pushed.stderr
@@ -178,9 +181,10 @@ def test_create_branch_can_be_denied(scenario: Scenario) -> None:
     )
     pushed = git.push("work", "HEAD:refs/heads/feature/x")
     assert pushed.returncode == 1
+    # A ref that does not exist yet is reported with scope 'repository' (as for `az repos ref create`).
     assert (
-        " ! [remote rejected] HEAD -> feature/x (TF401027: You need the Git 'CreateBranch' permission to perform this action. Details: identity 'Carl Contributor', scope 'branch'.)"
-        in pushed.stderr
+        " ! [remote rejected] HEAD -> feature/x (TF401027: You need the Git 'CreateBranch' permission to perform "
+        f"this action. Details: identity '{scenario.contributor.error_name}', scope 'repository'.)" in pushed.stderr
     )
     # An explicit allow on the closer branch token wins over the repository-level deny.
     scenario.world.allow(
@@ -195,6 +199,7 @@ def test_create_branch_can_be_denied(scenario: Scenario) -> None:
 def test_branch_policy_rejects_direct_pushes_unless_exempt(scenario: Scenario) -> None:
     seeded(scenario)
     scenario.world.set_branch_policy(scenario.repo, "main")
+    scenario.world.set_branch_policy(scenario.repo, "dev", required=False)
     git = scenario.git(scenario.contributor_pat)
     git.clone(scenario.server.repo_url(scenario.repo))
     git.commit("work", "p.txt", "p")
@@ -205,9 +210,13 @@ def test_branch_policy_rejects_direct_pushes_unless_exempt(scenario: Scenario) -
         in pushed.stderr
     )
     assert git.push("work", "HEAD:refs/heads/topic").returncode == 0  # other branches are not protected
-    scenario.world.allow(
-        scenario.contributor, f"repoV2/{scenario.project.id}/{scenario.repo.id}", GitPermission.POLICY_EXEMPT
-    )
+    assert git.push("work", "HEAD:refs/heads/dev").returncode == 0  # an optional policy does not block
+    # PolicyExempt on another branch does not help; on the protected branch's own token it does.
+    topic = branch_token(scenario.project.id, scenario.repo.id, "topic")
+    scenario.world.allow(scenario.contributor, topic, GitPermission.POLICY_EXEMPT)
+    assert "TF402455" in git.push("work", "HEAD:refs/heads/main").stderr
+    main = branch_token(scenario.project.id, scenario.repo.id, "main")
+    scenario.world.allow(scenario.contributor, main, GitPermission.POLICY_EXEMPT)
     assert git.push("work", "HEAD:refs/heads/main").returncode == 0
 
 
@@ -218,7 +227,10 @@ def test_rewriting_or_deleting_needs_force_push(scenario: Scenario) -> None:
     git = scenario.git(scenario.contributor_pat)
     git.clone(scenario.server.repo_url(scenario.repo))
     rewind = git.push("work", "HEAD~1:refs/heads/main", "--force")
-    assert " ! [remote rejected] HEAD~1 -> main (TF401027: You need the Git 'ForcePush' permission" in rewind.stderr
+    assert (
+        " ! [remote rejected] HEAD~1 -> main (TF401027: You need the Git 'ForcePush' permission to perform this "
+        f"action. Details: identity '{scenario.contributor.error_name}', scope 'branch'.)" in rewind.stderr
+    )
     deleted = git.push("work", ":refs/heads/main")
     assert "(TF401027: You need the Git 'ForcePush' permission" in deleted.stderr
     scenario.world.allow(scenario.contributor, f"repoV2/{scenario.project.id}", GitPermission.FORCE_PUSH)
@@ -247,3 +259,106 @@ def test_dropped_push_connection_is_a_git_error(scenario: Scenario) -> None:
     assert git.run("ls-remote", "--heads", "origin", "main", cwd=git.tmp / "seed", check=True).stdout.split()[0] != new
     assert git.push("seed", "HEAD:refs/heads/main").returncode == 0
     assert git.run("ls-remote", "--heads", "origin", "main", cwd=git.tmp / "seed", check=True).stdout.split()[0] == new
+
+
+def test_atomic_pushes_are_refused_by_the_client_and_no_gc_runs(scenario: Scenario) -> None:
+    """Azure Repos does not support atomic pushes (appsmith#33054): git must refuse before sending anything."""
+    git, commit = seeded(scenario)
+    git.commit("seed", "atomic.txt", "a")
+    atomic = git.push("seed", "HEAD:refs/heads/main", "--atomic")
+    assert atomic.returncode != 0
+    assert "the receiving end does not support --atomic push" in atomic.stderr
+    heads = git.run("ls-remote", "--heads", "origin", cwd=git.tmp / "seed", check=True).stdout
+    assert heads.split() == [commit, "refs/heads/main"]
+    config = git.run("config", "--file", str(scenario.repo.git_dir / "config"), "--list", check=True).stdout
+    assert {"receive.autogc=false", "gc.auto=0", "receive.advertiseatomic=false"} <= set(config.split())
+    assert scenario.server.live_tickets == 0  # the seeding push's ticket ended with its request
+
+
+def test_branch_level_contribute_is_enough_to_push_that_branch(scenario: Scenario) -> None:
+    seeded(scenario)
+    reader, pat = scenario.user("Rita Reader", "reader")
+    main = branch_token(scenario.project.id, scenario.repo.id, "main")
+    scenario.world.allow(reader, main, GitPermission.GENERIC_CONTRIBUTE)
+    git = scenario.git(pat)
+    git.clone(scenario.server.repo_url(scenario.repo))
+    new = git.commit("work", "r.txt", "r")
+    pushed = git.push("work", "HEAD:refs/heads/main")
+    assert pushed.returncode == 0, pushed.stderr
+    assert git.run("ls-remote", "origin", "refs/heads/main", cwd=git.tmp / "work").stdout.split()[0] == new
+    # Other refs are still decided one by one: no CreateBranch for the reader.
+    other = git.push("work", "HEAD:refs/heads/other")
+    assert "(TF401027: You need the Git 'CreateBranch' permission" in other.stderr
+
+
+def test_branch_creators_may_delete_their_branches_only(scenario: Scenario) -> None:
+    seeded(scenario)
+    carl = scenario.git(scenario.contributor_pat)
+    carl.clone(scenario.server.repo_url(scenario.repo))
+    carl.commit("work", "c.txt", "c")
+    assert carl.push("work", "HEAD:refs/heads/carl-topic").returncode == 0
+    dora, dora_pat = scenario.user("Dora Contributor")
+    (scenario.tmp / "dora").mkdir()
+    other = GitCli(scenario.tmp / "dora", dora_pat)
+    other.clone(scenario.server.repo_url(scenario.repo))
+    assert other.push("work", "HEAD:refs/heads/dora-topic").returncode == 0
+    refused = other.push("work", ":refs/heads/carl-topic")
+    assert (
+        f"(TF401027: You need the Git 'ForcePush' permission to perform this action. Details: identity "
+        f"'{dora.error_name}', scope 'branch'.)" in refused.stderr
+    )
+    assert other.push("work", ":refs/heads/dora-topic").returncode == 0  # her own branch
+    assert carl.push("work", "HEAD~1:refs/heads/carl-topic", "--force").returncode == 0  # his own: rewrite too
+    heads = carl.run("ls-remote", "--heads", "origin", cwd=carl.tmp / "work", check=True).stdout
+    assert "refs/heads/dora-topic" not in heads and "refs/heads/carl-topic" in heads
+
+
+def test_deleting_the_default_branch_leaves_none(scenario: Scenario) -> None:
+    git, _ = seeded(scenario)  # the admin created main, so may delete it
+    assert git.push("seed", "HEAD:refs/heads/other").returncode == 0
+    assert scenario.repo.default_branch == "refs/heads/main"
+    deleted = git.push("seed", ":refs/heads/main")
+    assert deleted.returncode == 0, deleted.stderr
+    assert scenario.repo.default_branch is None
+    listed = git.run("ls-remote", "--symref", "origin", cwd=git.tmp / "seed", check=True).stdout
+    assert "HEAD" not in listed and "refs/heads/other" in listed
+
+
+def test_protected_branches_cannot_be_deleted_even_with_force_push(scenario: Scenario) -> None:
+    git, _ = seeded(scenario)
+    scenario.world.set_branch_policy(scenario.repo, "main")
+    refused = git.push("seed", ":refs/heads/main")  # the admin holds ForcePush on main as its creator
+    assert "[remote rejected] main (TF402455: Pushes to this branch are not permitted" in refused.stderr
+    assert scenario.repo.default_branch == "refs/heads/main"
+
+
+def test_tags_need_create_tag_and_moving_them_needs_force_push(scenario: Scenario) -> None:
+    seeded(scenario)
+    git = scenario.git(scenario.contributor_pat)
+    git.clone(scenario.server.repo_url(scenario.repo))
+    repo_token = f"repoV2/{scenario.project.id}/{scenario.repo.id}"
+    scenario.world.deny(scenario.contributor, repo_token, GitPermission.CREATE_TAG)
+    denied = git.push("work", "HEAD:refs/tags/v1")
+    assert "[remote rejected] HEAD -> v1 (TF401027: You need the Git 'CreateTag' permission" in denied.stderr
+    scenario.world.clear(scenario.contributor, repo_token, GitPermission.CREATE_TAG)
+    assert git.push("work", "HEAD:refs/tags/v1").returncode == 0
+    git.commit("work", "t.txt", "t")
+    moved = git.push("work", "HEAD:refs/tags/v1", "--force")
+    assert "[remote rejected] HEAD -> v1 (TF401027: You need the Git 'ForcePush' permission" in moved.stderr
+
+
+def test_throttled_git_request_fails_with_429(scenario: Scenario) -> None:
+    seeded(scenario)
+    scenario.server.faults.fail_next(1, status=429, retry_after=1, path_contains="/_git/")
+    git = scenario.git(scenario.contributor_pat)
+    failed = git.clone(scenario.server.repo_url(scenario.repo), check=False)
+    assert failed.returncode == 128 and "429" in failed.stderr
+    assert git.clone(scenario.server.repo_url(scenario.repo), "second").returncode == 0
+
+
+def test_project_less_url_needs_a_project_named_like_the_repository(scenario: Scenario) -> None:
+    seeded(scenario)
+    # `fleet` lives in project `Fleet Project`, so `/<org>/_git/fleet` names a project `fleet` that is not there.
+    cloned = scenario.git(scenario.admin_pat).clone(f"{scenario.server.org_url}/_git/fleet", check=False)
+    assert cloned.returncode == 128
+    assert "TF401019: The Git repository with name or identifier fleet does not exist" in cloned.stderr

@@ -4,12 +4,14 @@ Everything the fake Azure DevOps (HTTP and SSH) decides comes from here, so test
 these methods and then talk to the servers with real clients. The model follows the service:
 
 * identities are users (PATs with scopes and an expiry, SSH keys), the project build service (whose job token is
-  a bearer token that ends with the job: `revoke_job_token`), and managed identities federated by client id
-  (workload identity: `workload_token(client_id)` stands in for Entra ID issuing a token to the cluster);
+  a bearer token that ends with the job: `revoke_job_token`), the project collection build service, and managed
+  identities federated by client id (workload identity: `workload_token(client_id)` stands in for Entra ID
+  issuing a token to the cluster: valid for an hour, and handed out again until it is close to expiry);
 * permissions are ACEs (allow/deny bit masks) per identity on security tokens of the Git namespace, evaluated
   hierarchically as the service does (see `sandbox.azure_devops.security`);
 * `project_rights` presets stand for membership of the project groups (Project Administrators, Contributors,
-  Readers): their grants sit on `repoV2/<projectId>` for every project, now and later;
+  Readers): their grants sit on `repoV2/<projectId>` for every project, now and later; the creator of a branch
+  gets ForcePush and ManagePermissions on it (`grant_branch_creator`), as in the service;
 * branch policies: a *required* policy on a branch rejects direct pushes with TF402455 unless PolicyExempt.
 
 All ids are lowercase GUID strings. One re-entrant lock guards the whole world; servers read it from many
@@ -27,8 +29,9 @@ import shlex
 import subprocess
 import sys
 import threading
+import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -56,6 +59,10 @@ _RIGHTS_BITS: dict[str, int] = {
     "reader": security.READER_PERMISSIONS,
     "none": 0,
 }
+
+# An Entra ID access token lives an hour; a workload asking again gets the same token until it nears expiry.
+WORKLOAD_TOKEN_SECONDS = 3600.0
+WORKLOAD_TOKEN_REFRESH_MARGIN = 300.0
 
 # Same git for every repository, whatever the user's ~/.gitconfig says (templates, init.defaultBranch, hooks).
 _GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0"}
@@ -103,6 +110,9 @@ class Identity:
     subject_descriptor: str = ""
     unique_name: str = ""  # sign-in name (users), `Build\<projectId>` (build service), client id (managed)
     project_id: str | None = None  # the project of a build service identity
+    # How TF401027 names the identity: `Build\<projectId>` (project build service), `Build\<collectionId>`
+    # (collection build service), `<tenantId>\<sign-in name>` (users), `<tenantId>\<object id>` (managed).
+    error_name: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -191,7 +201,12 @@ class World:
         self._job_tokens: dict[str, Identity] = {}
         self._revoked_job_tokens: set[str] = set()
         self._federations: dict[str, Identity] = {}
-        self._workload_tokens: dict[str, Identity] = {}
+        # token -> (identity, expiry on `clock`), and the token currently handed out per client id
+        self._workload_tokens: dict[str, tuple[Identity, float]] = {}
+        self._workload_token_by_client: dict[str, str] = {}
+        self._collection_build_service: Identity | None = None
+        # Seconds since the epoch; tests replace it to move time forward (workload token expiry).
+        self.clock: Callable[[], float] = time.time
         self._ssh_keys: list[tuple[Identity, str]] = []
         # identity id -> normalized token -> [allow, deny]; explicit ACEs and project-group presets are kept
         # apart so that an explicit allow/deny on repoV2/<projectId> does not erase the group's grant.
@@ -256,10 +271,15 @@ class World:
                 None,
             )
 
-    def set_default_branch(self, repository: Repository, ref: str) -> None:
-        """Point HEAD (and the REST `defaultBranch`) at `ref`."""
+    def set_default_branch(self, repository: Repository, ref: str | None) -> None:
+        """Point HEAD (and the REST `defaultBranch`) at `ref`; None: the repository has no default branch.
+
+        None is what deleting the default branch leads to: HEAD is left pointing at the missing ref, which git
+        does not advertise, and REST stops reporting `defaultBranch`.
+        """
         with self._lock:
-            _git(repository.git_dir, "symbolic-ref", "HEAD", ref)
+            if ref is not None:
+                _git(repository.git_dir, "symbolic-ref", "HEAD", ref)
             repository.default_branch = ref
 
     # ----- identities and credentials ---------------------------------------------------------------------
@@ -274,6 +294,7 @@ class World:
             kind="user",
             subject_descriptor="aad." + _b64(new_id().encode()).rstrip("="),
             unique_name=email,
+            error_name=f"{self.tenant_id}\\{email}",
         )
         return self._register(identity, project_rights)
 
@@ -287,11 +308,16 @@ class World:
             kind="managed",
             subject_descriptor="aadsp." + _b64(object_id.encode()).rstrip("="),
             unique_name=object_id,
+            error_name=f"{self.tenant_id}\\{object_id}",
         )
         return self._register(identity, project_rights)
 
     def build_service(self, project: Project) -> Identity:
-        """`<Project> Build Service (<org>)`, created on first use with the service's default: GenericRead only."""
+        """`<Project> Build Service (<org>)`, created on first use with the service's default: Read and CreateTag.
+
+        Read is "Allow (system)" in the service's repository security page, CreateTag "Allow"
+        (azure-devops-docs#6075); Contribute, CreateBranch and the rest are not set.
+        """
         with self._lock:
             existing = self._build_services.get(project.id)
             if existing is not None:
@@ -304,12 +330,40 @@ class World:
                 subject_descriptor="svc." + _b64(f"{self.org_id}:Build:{project.id}".encode()).rstrip("="),
                 unique_name=f"Build\\{project.id}",
                 project_id=project.id,
+                error_name=f"Build\\{project.id}",
             )
             self._identities[identity.id] = identity
             self._build_services[project.id] = identity
             self._add_ace(
-                self._preset_aces, identity, security.project_token(project.id), security.READER_PERMISSIONS, 0
+                self._preset_aces,
+                identity,
+                security.project_token(project.id),
+                security.BUILD_SERVICE_PERMISSIONS,
+                0,
             )
+            return identity
+
+    def collection_build_service(self) -> Identity:
+        """`Project Collection Build Service (<org>)`: pipelines whose job scope is the whole organisation.
+
+        Created on first use, with the same default as a project build service on every repository
+        (`repoV2`), and member of every project.
+        """
+        with self._lock:
+            if self._collection_build_service is not None:
+                return self._collection_build_service
+            identity = Identity(
+                id=new_id(),
+                display_name=f"Project Collection Build Service ({self.org})",
+                descriptor=f"Microsoft.TeamFoundation.ServiceIdentity;{self.org_id}:Build:{self.org_id}",
+                kind="build",
+                subject_descriptor="svc." + _b64(f"{self.org_id}:Build:{self.org_id}".encode()).rstrip("="),
+                unique_name=f"Build\\{self.org_id}",
+                error_name=f"Build\\{self.org_id}",
+            )
+            self._identities[identity.id] = identity
+            self._collection_build_service = identity
+            self._add_ace(self._preset_aces, identity, security.ROOT_TOKEN, security.BUILD_SERVICE_PERMISSIONS, 0)
             return identity
 
     def identity(self, identity_id: str) -> Identity | None:
@@ -357,13 +411,35 @@ class World:
             self._federations[client_id.strip().lower()] = identity
 
     def workload_token(self, client_id: str) -> str | None:
-        """A bearer token for a federated client id (what Entra ID would hand the workload), else None."""
+        """A bearer token for a federated client id (what Entra ID would hand the workload), else None.
+
+        Like Entra ID's token cache, the same token comes back until it is within five minutes of its one-hour
+        expiry; expired tokens are forgotten, so a long-running sandbox does not accumulate them.
+        """
+        key = client_id.strip().lower()
         with self._lock:
-            identity = self._federations.get(client_id.strip().lower())
+            identity = self._federations.get(key)
             if identity is None:
                 return None
-            token = _fake_jwt({"aud": "499b84ac-1321-427f-aa17-267ca6975798", "appid": client_id, "oid": identity.id})
-            self._workload_tokens[token] = identity
+            now = self.clock()
+            for token in [t for t, (_, expires) in self._workload_tokens.items() if expires <= now]:
+                del self._workload_tokens[token]
+            current = self._workload_token_by_client.get(key)
+            if current is not None and current in self._workload_tokens:
+                owner, expires = self._workload_tokens[current]
+                if owner is identity and expires - now > WORKLOAD_TOKEN_REFRESH_MARGIN:
+                    return current
+            expires = now + WORKLOAD_TOKEN_SECONDS
+            claims: dict[str, object] = {
+                "aud": "499b84ac-1321-427f-aa17-267ca6975798",
+                "appid": client_id,
+                "oid": identity.id,
+                "iat": int(now),
+                "exp": int(expires),
+            }
+            token = _fake_jwt(claims)
+            self._workload_tokens[token] = (identity, expires)
+            self._workload_token_by_client[key] = token
             return token
 
     def authenticate(self, authorization_header: str | None) -> Identity:
@@ -403,7 +479,10 @@ class World:
                 return Credential(job, "job")
             workload = self._workload_tokens.get(token)
             if workload is not None and token.count(".") == 2:
-                return Credential(workload, "workload")
+                identity, expires = workload
+                if expires <= self.clock():
+                    raise AuthenticationFailed("The access token has expired.", "invalid")
+                return Credential(identity, "workload")
             if token in self._revoked_job_tokens:
                 raise AuthenticationFailed("The access token is no longer valid: the job has ended.", "revoked")
         raise AuthenticationFailed("The token is not valid.", "invalid")
@@ -431,12 +510,29 @@ class World:
     def has_permission(self, identity: Identity, token: str, bits: int) -> bool:
         """Effective permission of `identity` for all of `bits` on `token` (hierarchical evaluation)."""
         with self._lock:
-            entries: dict[str, tuple[int, int]] = {}
-            for table in (self._preset_aces, self._aces):
-                for level, (allow, deny) in table.get(identity.id, {}).items():
-                    old_allow, old_deny = entries.get(level, (0, 0))
-                    entries[level] = (old_allow | allow, old_deny | deny)
-            return security.evaluate(entries, token, int(bits))
+            return security.evaluate(self._entries(identity), token, int(bits))
+
+    def has_permission_at_or_below(self, identity: Identity, token: str, bits: int) -> bool:
+        """`bits` allowed on `token` or on any token below it (e.g. Contribute on at least one branch)."""
+        with self._lock:
+            return security.allowed_at_or_below(self._entries(identity), token, int(bits))
+
+    def grant_branch_creator(self, identity: Identity, repository: Repository, ref: str) -> None:
+        """The creator of a branch gets ForcePush and ManagePermissions on it, as the service grants them.
+
+        The entry stays when the branch is deleted (the service keeps a branch's ACL by name); whether it does
+        exactly that has not been verified.
+        """
+        token = security.ref_token(repository.project.id, repository.id, ref)
+        self.allow(identity, token, security.BRANCH_CREATOR_PERMISSIONS)
+
+    def _entries(self, identity: Identity) -> dict[str, tuple[int, int]]:
+        entries: dict[str, tuple[int, int]] = {}
+        for table in (self._preset_aces, self._aces):
+            for level, (allow, deny) in table.get(identity.id, {}).items():
+                old_allow, old_deny = entries.get(level, (0, 0))
+                entries[level] = (old_allow | allow, old_deny | deny)
+        return entries
 
     def is_administrator(self, identity: Identity, token: str) -> bool:
         """Member of Project Administrators for the project the token belongs to (or of every project)."""
@@ -451,6 +547,8 @@ class World:
         """
         with self._lock:
             if identity.project_id == project.id or self._rights.get(identity.id, "none") != "none":
+                return True
+            if identity is self._collection_build_service:
                 return True
             prefix = security.normalize_token(security.project_token(project.id))
             return any(
@@ -497,6 +595,8 @@ class World:
     def branch_policies(
         self, project: Project, repository: Repository | None = None, ref_name: str | None = None
     ) -> list[BranchPolicy]:
+        """Policies of a project, optionally of one repository and one exact ref name (policies here are all
+        `matchKind: Exact`, so exact matching is what the service's scope match does for them)."""
         with self._lock:
             return [
                 p
@@ -526,7 +626,10 @@ def _init_bare(git_dir: Path) -> None:
       server for the per-ref decision (CreateBranch, ForcePush, branch policies);
     * `lsrefs.unborn = ignore`: an empty repository has no default branch in Azure DevOps, so clients must not
       learn an unborn HEAD from protocol v2;
-    * `http.receivepack`: pushes over HTTP are authorised by the server, not by http-backend's REMOTE_USER rule.
+    * `http.receivepack`: pushes over HTTP are authorised by the server, not by http-backend's REMOTE_USER rule;
+    * `receive.advertiseAtomic = false`: Azure Repos does not support atomic pushes, so `git push --atomic`
+      fails in the client before anything is sent, as it does against the service;
+    * `receive.autogc = false`, `gc.auto = 0`: no detached `git gc` that could outlive the server.
     """
     env = {**os.environ, **_GIT_ENV}
     subprocess.run(
@@ -542,6 +645,9 @@ def _init_bare(git_dir: Path) -> None:
         "http.uploadpack": "true",
         "uploadpack.allowFilter": "true",
         "core.logAllRefUpdates": "false",
+        "receive.advertiseAtomic": "false",
+        "receive.autogc": "false",
+        "gc.auto": "0",
     }
     config = git_dir / "config"
     with config.open("a", encoding="utf-8") as handle:

@@ -20,6 +20,7 @@ from urllib.parse import quote
 _GIT_SERVER = "Microsoft.TeamFoundation.Git.Server"
 _CORE = "Microsoft.TeamFoundation.Core.WebApi"
 _FRAMEWORK = "Microsoft.TeamFoundation.Framework.Server"
+_WEB_API = "Microsoft.VisualStudio.Services.WebApi"
 _EMPTY_GUID = "00000000-0000-0000-0000-000000000000"
 
 
@@ -35,13 +36,16 @@ class ServiceError(Exception):
     headers: dict[str, str] = field(default_factory=dict)
     # 401 replies for a missing or unknown credential carry no body at all (see `unauthenticated`).
     empty_body: bool = False
+    # The .NET namespace of the exception type when it differs from its assembly (System.ArgumentException lives
+    # in mscorlib).
+    namespace: str | None = None
 
     def __str__(self) -> str:
         return self.message
 
     @property
     def type_name(self) -> str:
-        return f"{self.assembly}.{self.type_key}, {self.assembly}"
+        return f"{self.namespace or self.assembly}.{self.type_key}, {self.assembly}"
 
     def body(self) -> dict[str, Any]:
         document: dict[str, Any] = {"$id": "1", "innerException": None, "message": self.message}
@@ -71,7 +75,11 @@ def repository_not_found_text(name_or_id: str) -> str:
 
 
 def needs_permission_text(permission: str, identity_name: str, scope: str = "repository") -> str:
-    """TF401027 text; `scope` is `repository`, `branch` or `project` depending on where the check failed."""
+    """TF401027 text; `scope` is `repository`, `branch` or `project` depending on where the check failed.
+
+    `identity_name` is the identity's unique name as the service prints it (`Identity.error_name`):
+    `Build\\<projectId>` for a project build service, `<tenant or domain>\\<sign-in name>` for a user.
+    """
     return (
         f"TF401027: You need the Git '{permission}' permission to perform this action. "
         f"Details: identity '{identity_name}', scope '{scope}'."
@@ -150,16 +158,32 @@ def unauthenticated(message: str) -> ServiceError:
 def not_authorized(identity_id: str) -> ServiceError:
     """401 TF400813 for a valid credential that lacks the PAT scope the call needs.
 
-    The service does not document this body; TF400813 `UnauthorizedRequestException` is what its REST layer
-    reports when a token is valid but not authorised for the resource (azure-cli#24108), so the SDK raises an
-    `AzureDevOpsServiceError` with this text.
+    UNVERIFIED body: the service does not document the reply to a missing scope. TF400813
+    `UnauthorizedRequestException` is what its REST layer reports when a token is valid but not authorised for
+    the resource (azure-cli#24108), so the SDK raises an `AzureDevOpsServiceError` with this text.
     """
     message = f"TF400813: The user '{identity_id}' is not authorized to access this resource."
     return ServiceError(401, message, "UnauthorizedRequestException", _FRAMEWORK)
 
 
 def bad_request(message: str, type_key: str = "ArgumentException") -> ServiceError:
-    return ServiceError(400, message, type_key, "System")
+    """400 for input the service cannot use: `System.ArgumentException, mscorlib` unless another type is named."""
+    if type_key in ("ArgumentException", "ArgumentNullException"):
+        return ServiceError(400, message, type_key, "mscorlib", namespace="System")
+    return ServiceError(400, message, type_key, _FRAMEWORK)
+
+
+def argument_null(parameter: str) -> ServiceError:
+    """400 when a required input is missing or did not bind (a body that is not JSON binds to nothing)."""
+    return bad_request(f"Value cannot be null.\r\nParameter name: {parameter}", "ArgumentNullException")
+
+
+def invalid_guid(parameter: str, value: str) -> ServiceError:
+    """400 for a query parameter that must be a GUID (the service binds such parameters as `Guid`).
+
+    The exact text of the service's binding failure is not documented; this one names the parameter and value.
+    """
+    return bad_request(f"The value '{value}' is not a valid GUID.\r\nParameter name: {parameter}")
 
 
 def resource_not_found(path: str) -> ServiceError:
@@ -168,8 +192,66 @@ def resource_not_found(path: str) -> ServiceError:
     return ServiceError(404, message, "HttpException", "System.Web")
 
 
-def method_not_allowed(method: str) -> ServiceError:
-    return ServiceError(405, f"The requested resource does not support http method '{method}'.", "HttpException")
+def organization_not_found(name: str) -> ServiceError:
+    """404 for an organisation the server does not host.
+
+    The service answers 404 for a mistyped organisation (azure-cli#32897); its body could not be verified, so
+    this one only names the organisation and carries no TF number.
+    """
+    return ServiceError(404, f"The organization '{name}' was not found.", "HostDoesNotExistException")
+
+
+def method_not_allowed(method: str, allowed: list[str]) -> ServiceError:
+    """405 for a path that exists with another method (ASP.NET Web API's text), with the `Allow` header."""
+    message = f"The requested resource does not support http method '{method}'."
+    return ServiceError(405, message, "HttpException", "System.Web", headers={"Allow": ", ".join(allowed)})
+
+
+def version_not_specified(method: str) -> ServiceError:
+    """400 when a non-GET request names no api-version (WebApiResources.VersionNotSuppliedMessage)."""
+    message = (
+        f'No api-version was supplied for the "{method}" request. The version must be supplied either as part of '
+        'the Accept header (e.g. "application/json; api-version=1.0") or as a query parameter '
+        '(e.g. "?api-version=1.0").'
+    )
+    return ServiceError(400, message, "VssVersionNotSpecifiedException", _WEB_API)
+
+
+def invalid_api_version(text: str) -> ServiceError:
+    """400 for an api-version that does not parse (WebApiResources.InvalidApiVersionStringMessage)."""
+    message = (
+        f'Invalid api version string: "{text}". Api version string must be in the format: '
+        "{Major}.{Minor}[-preview[.{ResourceVersion}]]."
+    )
+    return ServiceError(400, message, "VssInvalidApiResourceVersionException", _WEB_API)
+
+
+def api_version_out_of_range(requested: str, latest: str) -> ServiceError:
+    """400 for a version above the server's newest (WebApiResources.ApiVersionOutOfRange)."""
+    message = (
+        f"The requested REST API version of {requested} is out of range for this server. "
+        f"The latest REST API version this server supports is {latest}."
+    )
+    return ServiceError(400, message, "VssVersionOutOfRangeException", _WEB_API)
+
+
+def preview_not_supplied(requested: str) -> ServiceError:
+    """400 for a preview resource (or version) asked for without `-preview`
+    (WebApiResources.PreviewVersionNotSuppliedMessage)."""
+    message = (
+        f'The requested version "{requested}" of the resource is under preview. The -preview flag must be '
+        f'supplied in the api-version for such requests. For example: "{requested}-preview"'
+    )
+    return ServiceError(400, message, "VssInvalidPreviewVersionException", _WEB_API)
+
+
+def branch_not_found(branch: str, repository_name: str) -> ServiceError:
+    """404 TF401175 for a branch that does not exist (text as captured from the service's items/stats APIs)."""
+    message = (
+        f"TF401175:The version descriptor <Branch: {branch} > could not be resolved to a version in the "
+        f"repository {repository_name}"
+    )
+    return ServiceError(404, message, "GitUnresolvableToCommitException", _GIT_SERVER)
 
 
 def throttled(status: int, retry_after: float | None) -> ServiceError:

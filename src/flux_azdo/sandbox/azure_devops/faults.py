@@ -34,6 +34,7 @@ class FaultInjector:
         self._latency = 0.0
         self._served_failures = 0
         self._dropped_pushes = 0
+        self._delayed_requests = 0
 
     def fail_next(
         self,
@@ -84,8 +85,16 @@ class FaultInjector:
             return self._dropped_pushes
 
     @property
-    def delay(self) -> float:
+    def delayed_requests(self) -> int:
+        """How many requests were slowed down by the latency switch so far."""
         with self._lock:
+            return self._delayed_requests
+
+    def take_delay(self) -> float:
+        """The latency to add to this request (0 when switched off); counts the delayed requests."""
+        with self._lock:
+            if self._latency > 0:
+                self._delayed_requests += 1
             return self._latency
 
     def take_failure(self, method: str, path: str) -> tuple[int, float | None] | None:

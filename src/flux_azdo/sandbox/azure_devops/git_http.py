@@ -10,12 +10,12 @@ Before git runs, the request goes through what Azure Repos enforces:
 * PAT scopes: `vso.code` to fetch, `vso.code_write` to push;
 * GenericRead to see the repository at all; without it the answer is the same 404 TF401019 as for a missing one,
   because the service does not reveal repositories you cannot read;
-* GenericContribute on the repository for `git-receive-pack` (checked on `info/refs`, so git fails before it
-  builds a pack, with the TF401027 text);
-* per-ref rules run later, inside the push, in the proc-receive hook (`push_rules.py`).
+* GenericContribute for `git-receive-pack`, on the repository or on at least one branch below it (checked on
+  `info/refs`, so git fails before it builds a pack, with the TF401027 text); which refs may really change is
+  decided per ref later, inside the push, by the proc-receive hook (`push_rules.py`).
 
 Only the smart protocol is served (`info/refs?service=...`, `git-upload-pack`, `git-receive-pack`): Azure Repos
-has no dumb HTTP.
+has no dumb HTTP. A known Git path with the wrong method is a 405; HEAD is answered like GET, without a body.
 """
 
 from __future__ import annotations
@@ -63,7 +63,14 @@ def match(org: str, segments: list[str]) -> GitRoute | None:
 
 
 def serve(handler: _Handler, owner: AzureDevOpsServer, route: GitRoute, query: str) -> None:
-    service = _service(handler.command, route.action, query)
+    method = "GET" if handler.command == "HEAD" else handler.command
+    action = route.action.strip("/").lower()
+    expected = _METHODS.get(action)
+    if expected is not None and method != expected:
+        headers = {"Allow": "GET, HEAD" if expected == "GET" else expected}
+        handler.send_bytes(405, b"Method Not Allowed\n", _TEXT, headers)
+        return
+    service = _service(action, query)
     if service is None:
         handler.send_bytes(404, b"Not Found\n", _TEXT)
         return
@@ -84,10 +91,10 @@ def serve(handler: _Handler, owner: AzureDevOpsServer, route: GitRoute, query: s
         message = errors.not_authorized(identity.id).message
         _refuse(handler, 401, message, {"WWW-Authenticate": f'Basic realm="{owner.url}/"'})
         return
-    if service == "git-receive-pack" and not owner.can_contribute(identity, repository):
-        _refuse(handler, 403, errors.needs_permission_text("GenericContribute", identity.display_name))
+    if service == "git-receive-pack" and not owner.can_push(identity, repository):
+        _refuse(handler, 403, errors.needs_permission_text("GenericContribute", identity.error_name))
         return
-    if service == "git-receive-pack" and handler.command == "GET" and owner.faults.push_drop_pending:
+    if service == "git-receive-pack" and method == "GET" and owner.faults.push_drop_pending:
         # curl silently re-sends a request that died on a *reused* connection; make the POST use a fresh one so
         # that the drop reaches git as the failure it is ("Empty reply from server").
         handler.close_connection = True
@@ -106,14 +113,18 @@ def serve(handler: _Handler, owner: AzureDevOpsServer, route: GitRoute, query: s
             owner.revoke_ticket(ticket)
 
 
-def _service(method: str, action: str, query: str) -> GitService | None:
-    action = action.strip("/").lower()
-    if method == "GET" and action == "info/refs":
+# The smart-protocol paths and the one method each accepts.
+_METHODS = {"info/refs": "GET", "git-upload-pack": "POST", "git-receive-pack": "POST"}
+
+
+def _service(action: str, query: str) -> GitService | None:
+    """The git service a request is for (the method was checked), or None for anything else (404)."""
+    if action == "info/refs":
         requested = parse_qs(query).get("service", [""])[0]
         if requested in ("git-upload-pack", "git-receive-pack"):
             return requested  # type: ignore[return-value]
         return None
-    if method == "POST" and action in ("git-upload-pack", "git-receive-pack"):
+    if action in ("git-upload-pack", "git-receive-pack"):
         return action  # type: ignore[return-value]
     return None
 
@@ -149,7 +160,7 @@ def _run_backend(
         "GIT_HTTP_EXPORT_ALL": "1",
         "GATEWAY_INTERFACE": "CGI/1.1",
         "SERVER_PROTOCOL": "HTTP/1.1",
-        "REQUEST_METHOD": handler.command,
+        "REQUEST_METHOD": "GET" if handler.command == "HEAD" else handler.command,
         "PATH_INFO": f"/{repository.git_dir.name}/{action.strip('/')}",
         "QUERY_STRING": query,
         "CONTENT_TYPE": handler.headers.get("Content-Type", ""),

@@ -1,13 +1,14 @@
 """The `proc-receive` hook installed in every sandbox repository: per-ref push rules decided by the server.
 
 git's receive-pack hands every pushed ref to this program (`receive.procReceiveRefs = refs/`) after the objects
-are in place. The hook works out which updates are fast-forwards (`git merge-base --is-ancestor`) and asks the
-server over loopback, with the ticket that identifies the pusher and the repository:
+are in place. The hook passes the commands on to the server over loopback, with the ticket that identifies the
+pusher and the repository:
 
-    POST {AZDO_SANDBOX_HOOK_URL}/_sandbox/receive  {"ticket", "commands": [{"old", "new", "ref", "fastForward"}]}
+    POST {AZDO_SANDBOX_HOOK_URL}/_sandbox/receive  {"ticket", "commands": [{"old", "new", "ref"}]}
     -> {"results": [{"ref", "ok", "reason"}]}
 
-The server checks the permissions, applies the accepted updates and answers; the hook reports `ok <ref>` or
+The server works out fast-forwards itself (nothing the hook says about them is trusted), checks the permissions,
+applies the accepted updates and answers; the ticket is good for one push. The hook reports `ok <ref>` or
 `ng <ref> <reason>` back to receive-pack, which shows the reason to the client as
 ` ! [remote rejected] main -> main (<reason>)`, as Azure DevOps does.
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -57,16 +57,6 @@ def read_until_flush(stream: BinaryIO) -> list[bytes]:
     return packets
 
 
-def is_fast_forward(old: str, new: str) -> bool:
-    """Creation is trivially fast-forward; deletion never is; otherwise `old` must be an ancestor of `new`."""
-    if set(old) == {"0"}:  # the null id (40 zeros, or 64 in a SHA-256 repository)
-        return True
-    if set(new) == {"0"}:
-        return False
-    done = subprocess.run(["git", "merge-base", "--is-ancestor", old, new], capture_output=True, check=False)
-    return done.returncode == 0
-
-
 def ask_server(commands: list[dict[str, object]]) -> list[dict[str, object]]:
     url = os.environ.get(URL_VARIABLE)
     ticket = os.environ.get(TICKET_VARIABLE)
@@ -93,7 +83,7 @@ def main() -> int:
     commands: list[dict[str, object]] = []
     for line in read_until_flush(stdin):
         old, new, ref = line.decode().split(" ", 2)
-        commands.append({"old": old, "new": new, "ref": ref, "fastForward": is_fast_forward(old, new)})
+        commands.append({"old": old, "new": new, "ref": ref})
     results = {str(result["ref"]): result for result in ask_server(commands)} if commands else {}
     for command in commands:
         ref = str(command["ref"])

@@ -1,75 +1,46 @@
 """The REST subset, wire-compatible with the `azure-devops` SDK (7.1.0b4) and with plain HTTP clients.
 
 The SDK never hard-codes URLs: it reads the location list (`OPTIONS <org>/_apis`), then fills each resource's
-route template with the route values. So the ids, areas, resource names and templates below are exactly the
-ones the SDK asks for; a route missing here makes the SDK fail with "API resource location ... is not
+route template with the route values. So the ids, areas, resource names and templates (`versions.LOCATIONS`) are
+exactly the ones the SDK asks for; a route missing here makes the SDK fail with "API resource location ... is not
 registered" instead of calling a URL the real service would not have. Paths are matched case-insensitively
 (the SDK writes `resourceName` verbatim, e.g. `/_apis/ConnectionData`) and segments are percent-decoded.
 
+Order of checks, as the service applies them: organisation (404 when the server does not host it), credentials
+(401), route (404 for an unknown path, 405 when the path exists with other methods; HEAD is served as GET without
+a body), api-version (400, see `versions`), then the handler's own scope and permission checks. At deployment
+level (no organisation in the path) only the location list and ResourceAreas are served.
+
 Which PAT scope each call needs follows the REST specification (azure-devops.md §6.1): projects `vso.project`
-(or `vso.profile`), repositories/refs/policies `vso.code`, creating a repository `vso.code_manage`; location and
-security calls need none. Job tokens and workload-identity tokens are not scope-limited.
+(or `vso.profile`), repositories/refs/policies `vso.code`, updating refs `vso.code_write`, creating a repository
+`vso.code_manage`; location and security calls need none. Job tokens and workload-identity tokens are not
+scope-limited.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Callable
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote
 
-from flux_azdo.sandbox.azure_devops import errors, security
+from flux_azdo.sandbox.azure_devops import errors, rest_refs, security, versions
 from flux_azdo.sandbox.azure_devops.errors import ServiceError
+from flux_azdo.sandbox.azure_devops.rest_context import (
+    CODE_SCOPES,
+    PROJECT_SCOPES,
+    RequestContext,
+    collection,
+    is_guid,
+    project_missing,
+    time_text,
+)
 from flux_azdo.sandbox.azure_devops.security import GitPermission
-from flux_azdo.sandbox.world import AuthenticationFailed, BranchPolicy, Credential, Identity, Project, Repository
+from flux_azdo.sandbox.azure_devops.versions import Location
+from flux_azdo.sandbox.world import AuthenticationFailed, BranchPolicy, Identity, Project, Repository
 
 if TYPE_CHECKING:
     from flux_azdo.sandbox.azure_devops.server import AzureDevOpsServer, _Handler
-
-# (id, area, resourceName, routeTemplate, resourceVersion)
-LOCATIONS: tuple[tuple[str, str, str, str, int], ...] = (
-    ("00d9565f-ed9c-4a06-9a50-00e7896ccab4", "Location", "ConnectionData", "_apis/{resource}", 1),
-    ("e81700f7-3be2-46de-8624-2eb35882fcaa", "Location", "ResourceAreas", "_apis/{resource}/{areaId}", 1),
-    ("603fe2ac-9723-48b9-88ad-09305aa6c6e1", "core", "projects", "_apis/{resource}/{*projectId}", 4),
-    (
-        "225f7195-f9c7-4d14-ab28-a83f7ff77e1f",
-        "git",
-        "repositories",
-        "{project}/_apis/{area}/{resource}/{repositoryId}",
-        1,
-    ),
-    (
-        "2d874a60-a811-4f62-9c9f-963a6ea0a55b",
-        "git",
-        "refs",
-        "{project}/_apis/{area}/repositories/{repositoryId}/{resource}/{*filter}",
-        1,
-    ),
-    (
-        "2c420070-a0a2-49cc-9639-c9f271c5ff07",
-        "git",
-        "policyConfigurations",
-        "{project}/_apis/{area}/policy/configurations",
-        1,
-    ),
-    (
-        "dad91cbe-d183-45f8-9c6e-9c1164472121",
-        "policy",
-        "configurations",
-        "{project}/_apis/{area}/{resource}/{configurationId}",
-        1,
-    ),
-    (
-        "dd3b8bd6-c7fc-4cbd-929a-933d9c011c9d",
-        "Security",
-        "Permissions",
-        "_apis/{resource}/{securityNamespaceId}/{permissions}",
-        2,
-    ),
-    ("cf1faa59-1b63-4448-bf04-13d981a46f5d", "Security", "PermissionEvaluationBatch", "_apis/{area}/{resource}", 1),
-)
 
 # Resource areas the SDK's clients look up before their first call. The service lists every area; an area
 # missing from a non-empty list would make the SDK ask app.vssps.visualstudio.com, so all of them point here.
@@ -113,10 +84,17 @@ RESOURCE_AREAS: tuple[tuple[str, str], ...] = (
     ("2e504d18-2c0c-46f8-af8f-322d2af0068a", "sbom"),
 )
 
-_PROJECT_SCOPES = ("vso.project", "vso.profile")
 _INVALID_NAME_CHARACTERS = frozenset('/\\:*?"<>|;#$%{}+=[]')
-_CODE_SCOPES = ("vso.code",)
 _SERVICE_OWNER = "00025394-6065-48ca-87d9-7f5672854ef7"  # the "tfs" service owner id the service reports
+
+_Function = Callable[..., tuple[int, Any]]
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    function: _Function
+    arguments: tuple[int, ...]  # positions of the path segments passed to `function`
+    location: Location | None  # None: the location list itself (needs no api-version)
 
 
 def serve(handler: _Handler, owner: AzureDevOpsServer, segments: list[str], query: str) -> None:
@@ -125,146 +103,130 @@ def serve(handler: _Handler, owner: AzureDevOpsServer, segments: list[str], quer
         raise errors.resource_not_found("/")
     deployment_level = segments[0].lower() == "_apis"
     if not deployment_level and segments[0].casefold() != owner.world.org.casefold():
-        raise ServiceError(
-            404, f"TF400813: The organization '{segments[0]}' could not be found.", "HostNotFoundException"
-        )
+        raise errors.organization_not_found(segments[0])
     try:
         credential = owner.world.authenticate_credential(handler.headers.get("Authorization"))
     except AuthenticationFailed as failure:
         raise (
             errors.pat_expired() if failure.reason == "expired" else errors.unauthenticated(failure.message)
         ) from None
-    context = _Context(handler, owner, credential, dict((k.lower(), v) for k, v in parse_qsl(query)))
+    parameters = {k.lower(): v for k, v in parse_qsl(query, keep_blank_values=True)}
+    context = RequestContext(handler, owner, credential, parameters)
     path = segments if deployment_level else segments[1:]
-    lowered = [s.lower() for s in path]
-    route = _route(handler.command, lowered)
-    if route is None:
+    endpoints = _deployment_endpoints(path) if deployment_level else _endpoints([s.lower() for s in path])
+    if not endpoints:
         raise errors.resource_not_found("/" + "/".join(segments))
-    function, name_positions = route
-    status, document = function(context, *[path[i] for i in name_positions])
-    handler.send_json(status, document)
+    method = "GET" if handler.command == "HEAD" else handler.command
+    endpoint = endpoints.get(method)
+    if endpoint is None:
+        allowed = sorted(endpoints) + (["HEAD"] if "GET" in endpoints else [])
+        raise errors.method_not_allowed(handler.command, allowed)
+    version = None
+    if endpoint.location is not None:
+        requested = versions.requested_version(parameters, handler.headers.get("Accept"))
+        version = versions.check(method, requested, endpoint.location)
+    status, document = endpoint.function(context, *[path[i] for i in endpoint.arguments])
+    handler.send_json(status, document, api_version=version)
 
 
-_Route = Callable[..., tuple[int, Any]]
+def _deployment_endpoints(path: list[str]) -> dict[str, _Endpoint]:
+    """`/_apis` without an organisation: the location list and ResourceAreas, nothing that needs an org."""
+    p = [s.lower() for s in path]
+    if p == ["_apis"]:
+        return {"OPTIONS": _Endpoint(_options, (), None)}
+    if len(p) in (2, 3) and p[1] == "resourceareas":
+        return {"GET": _Endpoint(_resource_areas, tuple(range(2, len(p))), versions.RESOURCE_AREAS)}
+    return {}
 
 
-def _route(method: str, p: list[str]) -> tuple[_Route, list[int]] | None:
-    """Map (method, lowercase segments after the org) to a handler and the positions of its name arguments."""
+def _endpoints(p: list[str]) -> dict[str, _Endpoint]:
+    """Every method served at a path (lowercase segments after the org); empty when the path is unknown."""
     n = len(p)
-    if n == 1 and p[0] == "_apis" and method == "OPTIONS":
-        return _options, []
-    if n >= 2 and p[0] == "_apis" and method == "GET":
-        if p[1] == "resourceareas" and n in (2, 3):
-            return _resource_areas, list(range(2, n))
-        if p[1] == "connectiondata" and n == 2:
-            return _connection_data, []
-        if p[1] == "projects" and n == 2:
-            return _list_projects, []
-        if p[1] == "projects" and n == 3:
-            return _get_project, [2]
-        if p[1] == "permissions" and n == 4:
-            return _permissions, [2, 3]
-        if p[1:3] == ["git", "repositories"] and n in (3, 4):
-            return _repositories_without_project, list(range(3, n))
-        if p[1:3] == ["git", "repositories"] and n >= 5 and p[4] == "refs":
-            return _refs_without_project, [3]
-    if n == 3 and p[:3] == ["_apis", "security", "permissionevaluationbatch"] and method == "POST":
-        return _permission_batch, []
-    if n >= 4 and p[1] == "_apis" and p[2] == "git" and p[3] == "repositories":
-        if n == 4 and method == "GET":
-            return _list_repositories, [0]
-        if n == 4 and method == "POST":
-            return _create_repository, [0]
-        if n == 5 and method == "GET":
-            return _get_repository, [0, 4]
-        if n >= 6 and p[5] == "refs" and method == "GET":
-            return _get_refs, [0, 4]
-    if n == 5 and p[1:] == ["_apis", "git", "policy", "configurations"] and method == "GET":
-        return _git_policy_configurations, [0]
-    if n in (4, 5) and p[1:4] == ["_apis", "policy", "configurations"] and method == "GET":
-        return _policy_configurations, list(range(0, n, 4))
-    return None
+    if n == 0 or p[0] == "":
+        return {}
+    if p == ["_apis"]:
+        return {"OPTIONS": _Endpoint(_options, (), None)}
+    if p[0] == "_apis":
+        return _organisation_endpoints(p)
+    if n >= 4 and p[1:4] == ["_apis", "git", "repositories"]:
+        return _repository_endpoints(p, project=True)
+    if n == 5 and p[1:] == ["_apis", "git", "policy", "configurations"]:
+        return {"GET": _Endpoint(_git_policy_configurations, (0,), versions.GIT_POLICY_CONFIGURATIONS)}
+    if n in (4, 5) and p[1:4] == ["_apis", "policy", "configurations"]:
+        return {"GET": _Endpoint(_policy_configurations, tuple(range(0, n, 4)), versions.POLICY_CONFIGURATIONS)}
+    return {}
 
 
-class _Context:
-    def __init__(self, handler: _Handler, owner: AzureDevOpsServer, credential: Credential, query: dict[str, str]):
-        self.handler = handler
-        self.owner = owner
-        self.world = owner.world
-        self.credential = credential
-        self.identity = credential.identity
-        self.query = query
-
-    def require_scope(self, *scopes: str) -> None:
-        if not self.credential.has_scope(*scopes):
-            raise errors.not_authorized(self.identity.id)
-
-    def body(self) -> Any:
-        raw = self.handler.read_body()
-        try:
-            return json.loads(raw) if raw else None
-        except ValueError:
-            raise errors.bad_request("The request body is not valid JSON.", "VssRequestContentException") from None
-
-    def project(self, name_or_id: str) -> Project:
-        """The route's `{project}`, hidden (404) when the caller cannot see it, like the service does."""
-        project = self.world.find_project(name_or_id)
-        if project is None or not self.can_see(project):
-            raise _project_missing(name_or_id)
-        return project
-
-    def can_see(self, project: Project) -> bool:
-        return self.world.is_member(self.identity, project)
-
-    def readable_repository(self, project: Project | None, name_or_id: str) -> Repository:
-        repository = self.world.find_repository(project, name_or_id)
-        if repository is None or not self.owner.can_read(self.identity, repository):
-            raise errors.repository_not_found(name_or_id)
-        return repository
+def _organisation_endpoints(p: list[str]) -> dict[str, _Endpoint]:
+    """`/<org>/_apis/...` routes that take no project."""
+    n = len(p)
+    if p[1] == "resourceareas" and n in (2, 3):
+        return {"GET": _Endpoint(_resource_areas, tuple(range(2, n)), versions.RESOURCE_AREAS)}
+    if p[1] == "connectiondata" and n == 2:
+        return {"GET": _Endpoint(_connection_data, (), versions.CONNECTION_DATA)}
+    if p[1] == "projects" and n in (2, 3):
+        function = _list_projects if n == 2 else _get_project
+        return {"GET": _Endpoint(function, tuple(range(2, n)), versions.PROJECTS)}
+    if p[1] == "permissions" and n == 4:
+        return {"GET": _Endpoint(_permissions, (2, 3), versions.PERMISSIONS)}
+    if p[1:] == ["security", "permissionevaluationbatch"]:
+        return {"POST": _Endpoint(_permission_batch, (), versions.PERMISSION_EVALUATION_BATCH)}
+    if n >= 3 and p[1:3] == ["git", "repositories"]:
+        # The project-less form: `_apis/git/repositories[/<id>[/...]]`; shift so that `p[4]` is the repository.
+        return _repository_endpoints(["", *p], project=False)
+    return {}
 
 
-def _is_guid(text: str) -> bool:
-    parts = text.split("-")
-    return [len(p) for p in parts] == [8, 4, 4, 4, 12] and all(c in "0123456789abcdefABCDEF" for c in "".join(parts))
+def _repository_endpoints(p: list[str], *, project: bool) -> dict[str, _Endpoint]:
+    """`{project}/_apis/git/repositories[/{repositoryId}[/refs|/stats/branches]]`; with `project=False` the
+    project slot `p[0]` is empty and handlers get None for it."""
+    n = len(p)
+    scope = (0,) if project else ()
+
+    def endpoint(function: _Function, location: Location, *rest: int) -> _Endpoint:
+        if project:
+            return _Endpoint(function, (*scope, *rest), location)
+        return _Endpoint(_without_project(function), tuple(i - 1 for i in rest), location)
+
+    if n == 4:
+        if not project:
+            return {"GET": _Endpoint(_repositories_without_project, (), versions.REPOSITORIES)}
+        return {
+            "GET": endpoint(_list_repositories, versions.REPOSITORIES),
+            "POST": endpoint(_create_repository, versions.REPOSITORIES),
+        }
+    if n == 5:
+        if not project:
+            return {"GET": _Endpoint(_repositories_without_project, (3,), versions.REPOSITORIES)}
+        return {"GET": endpoint(_get_repository, versions.REPOSITORIES, 4)}
+    if p[5] == "refs":
+        return {
+            "GET": endpoint(rest_refs.get_refs, versions.REFS, 4),
+            "POST": endpoint(rest_refs.update_refs, versions.REFS, 4),
+        }
+    if n == 7 and p[5:7] == ["stats", "branches"]:
+        return {"GET": endpoint(rest_refs.branch_stats, versions.BRANCH_STATS, 4)}
+    return {}
 
 
-def _project_missing(name_or_id: str) -> ServiceError:
-    return (
-        errors.project_not_found_by_id(name_or_id)
-        if _is_guid(name_or_id)
-        else errors.project_not_found_by_name(name_or_id)
-    )
+def _without_project(function: _Function) -> _Function:
+    """Adapt a `(context, project, repository)` handler to the project-less route (project None)."""
 
+    def call(context: RequestContext, *names: str) -> tuple[int, Any]:
+        return function(context, None, *names)
 
-def _time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def _collection(items: list[Any]) -> dict[str, Any]:
-    return {"count": len(items), "value": items}
+    return call
 
 
 # ----- location service --------------------------------------------------------------------------------------
 
 
-def _options(context: _Context) -> tuple[int, Any]:
-    locations = [
-        {
-            "id": location_id,
-            "area": area,
-            "resourceName": resource,
-            "routeTemplate": template,
-            "resourceVersion": version,
-            "minVersion": "1.0",
-            "maxVersion": "7.2",
-            "releasedVersion": "7.1",
-        }
-        for location_id, area, resource, template, version in LOCATIONS
-    ]
-    return 200, _collection(locations)
+def _options(context: RequestContext) -> tuple[int, Any]:
+    locations = [location.as_json() for location in versions.LOCATIONS]
+    return 200, collection(locations)
 
 
-def _resource_areas(context: _Context, area_id: str | None = None) -> tuple[int, Any]:
+def _resource_areas(context: RequestContext, area_id: str | None = None) -> tuple[int, Any]:
     location_url = context.owner.org_url + "/"
     areas = [{"id": i, "name": name, "locationUrl": location_url} for i, name in RESOURCE_AREAS]
     if area_id is not None:
@@ -272,10 +234,10 @@ def _resource_areas(context: _Context, area_id: str | None = None) -> tuple[int,
         if found is None:
             raise ServiceError(404, f"The resource area {area_id} was not found.", "ResourceAreaNotFoundException")
         return 200, found
-    return 200, _collection(areas)
+    return 200, collection(areas)
 
 
-def identity_document(context: _Context, identity: Identity) -> dict[str, Any]:
+def identity_document(context: RequestContext, identity: Identity) -> dict[str, Any]:
     """The `Identity` shape ConnectionData returns for the caller."""
     return {
         "id": identity.id,
@@ -293,7 +255,7 @@ def identity_document(context: _Context, identity: Identity) -> dict[str, Any]:
     }
 
 
-def _connection_data(context: _Context) -> tuple[int, Any]:
+def _connection_data(context: RequestContext) -> tuple[int, Any]:
     me = identity_document(context, context.identity)
     access_point = context.owner.url + "/"
     return 200, {
@@ -323,7 +285,7 @@ def _connection_data(context: _Context) -> tuple[int, Any]:
 # ----- projects ----------------------------------------------------------------------------------------------
 
 
-def project_reference(context: _Context, project: Project) -> dict[str, Any]:
+def project_reference(context: RequestContext, project: Project) -> dict[str, Any]:
     return {
         "id": project.id,
         "name": project.name,
@@ -332,11 +294,11 @@ def project_reference(context: _Context, project: Project) -> dict[str, Any]:
         "state": "wellFormed",
         "revision": project.revision,
         "visibility": "private",
-        "lastUpdateTime": _time(project.last_update_time),
+        "lastUpdateTime": time_text(project.last_update_time),
     }
 
 
-def _project_document(context: _Context, project: Project) -> dict[str, Any]:
+def _project_document(context: RequestContext, project: Project) -> dict[str, Any]:
     document = project_reference(context, project)
     org_url = context.owner.org_url
     document["_links"] = {
@@ -352,23 +314,21 @@ def _project_document(context: _Context, project: Project) -> dict[str, Any]:
     return {k: v for k, v in document.items() if v is not None}
 
 
-def _list_projects(context: _Context) -> tuple[int, Any]:
-    context.require_scope(*_PROJECT_SCOPES)
+def _list_projects(context: RequestContext) -> tuple[int, Any]:
+    context.require_scope(*PROJECT_SCOPES)
     visible = [p for p in context.world.projects() if context.can_see(p)]
-    return 200, _collection(
-        [{k: v for k, v in project_reference(context, p).items() if v is not None} for p in visible]
-    )
+    return 200, collection([{k: v for k, v in project_reference(context, p).items() if v is not None} for p in visible])
 
 
-def _get_project(context: _Context, name_or_id: str) -> tuple[int, Any]:
-    context.require_scope(*_PROJECT_SCOPES)
+def _get_project(context: RequestContext, name_or_id: str) -> tuple[int, Any]:
+    context.require_scope(*PROJECT_SCOPES)
     return 200, _project_document(context, context.project(name_or_id))
 
 
 # ----- repositories ------------------------------------------------------------------------------------------
 
 
-def repository_document(context: _Context, repository: Repository) -> dict[str, Any]:
+def repository_document(context: RequestContext, repository: Repository) -> dict[str, Any]:
     owner = context.owner
     project = repository.project
     web_url = owner.repo_url(repository)
@@ -401,33 +361,33 @@ def _size(repository: Repository) -> int:
     return sum(path.stat().st_size for path in objects.rglob("*") if path.is_file()) if objects.exists() else 0
 
 
-def _list_repositories(context: _Context, project_name: str) -> tuple[int, Any]:
-    context.require_scope(*_CODE_SCOPES)
+def _list_repositories(context: RequestContext, project_name: str) -> tuple[int, Any]:
+    context.require_scope(*CODE_SCOPES)
     project = context.project(project_name)
     readable = [r for r in context.world.repositories(project) if context.owner.can_read(context.identity, r)]
     readable.sort(key=lambda r: r.name.casefold())
-    return 200, _collection([repository_document(context, r) for r in readable])
+    return 200, collection([repository_document(context, r) for r in readable])
 
 
-def _repositories_without_project(context: _Context, repository_id: str | None = None) -> tuple[int, Any]:
+def _repositories_without_project(context: RequestContext, repository_id: str | None = None) -> tuple[int, Any]:
     """`_apis/git/repositories[/<id>]`: all readable repositories of the organisation, or one by id."""
-    context.require_scope(*_CODE_SCOPES)
+    context.require_scope(*CODE_SCOPES)
     if repository_id is not None:
         return 200, repository_document(context, context.readable_repository(None, repository_id))
     readable = [r for r in context.world.repositories() if context.owner.can_read(context.identity, r)]
-    return 200, _collection([repository_document(context, r) for r in readable])
+    return 200, collection([repository_document(context, r) for r in readable])
 
 
-def _get_repository(context: _Context, project_name: str, name_or_id: str) -> tuple[int, Any]:
-    context.require_scope(*_CODE_SCOPES)
+def _get_repository(context: RequestContext, project_name: str, name_or_id: str) -> tuple[int, Any]:
+    context.require_scope(*CODE_SCOPES)
     project = context.project(project_name)
     return 200, repository_document(context, context.readable_repository(project, name_or_id))
 
 
-def _create_repository(context: _Context, project_name: str) -> tuple[int, Any]:
+def _create_repository(context: RequestContext, project_name: str) -> tuple[int, Any]:
     """POST: needs `vso.code_manage` and CreateRepository on `repoV2/<projectId>`; 201 with the new repository."""
     context.require_scope("vso.code_manage")
-    body = context.body()
+    body = context.body("repositoryToCreate")
     project = context.project(project_name)
     name = body.get("name") if isinstance(body, dict) else None
     if not isinstance(name, str) or not name.strip():
@@ -439,11 +399,11 @@ def _create_repository(context: _Context, project_name: str) -> tuple[int, Any]:
     if isinstance(body_project, dict) and body_project.get("id") and str(body_project["id"]).lower() != project.id:
         other = context.world.find_project(str(body_project["id"]))
         if other is None or not context.can_see(other):
-            raise _project_missing(str(body_project["id"]))
+            raise project_missing(str(body_project["id"]))
         project = other
     token = security.project_token(project.id)
     if not context.world.has_permission(context.identity, token, GitPermission.CREATE_REPOSITORY):
-        raise errors.needs_permission("CreateRepository", context.identity.display_name, "project")
+        raise errors.needs_permission("CreateRepository", context.identity.error_name, "project")
     try:
         repository = context.world.create_repository(project, name.strip())
     except ValueError:
@@ -451,62 +411,10 @@ def _create_repository(context: _Context, project_name: str) -> tuple[int, Any]:
     return 201, repository_document(context, repository)
 
 
-# ----- refs --------------------------------------------------------------------------------------------------
-
-
-def _get_refs(context: _Context, project_name: str, name_or_id: str) -> tuple[int, Any]:
-    context.require_scope(*_CODE_SCOPES)
-    project = context.project(project_name)
-    return _refs(context, context.readable_repository(project, name_or_id))
-
-
-def _refs_without_project(context: _Context, repository_id: str) -> tuple[int, Any]:
-    context.require_scope(*_CODE_SCOPES)
-    return _refs(context, context.readable_repository(None, repository_id))
-
-
-def _refs(context: _Context, repository: Repository) -> tuple[int, Any]:
-    """`GitRef`s sorted by name; `filter` is a prefix after `refs/` (so `heads/main` matches `heads/main-old`)."""
-    name_filter = context.query.get("filter", "")
-    contains = context.query.get("filtercontains", "")
-    peel = context.query.get("peeltags", "").lower() == "true"
-    top = int(context.query["$top"]) if context.query.get("$top", "").isdigit() else None
-    base = f"{context.owner.org_url}/{repository.project.id}/_apis/git/repositories/{repository.id}/refs"
-    refs = []
-    for name, object_id, peeled in _for_each_ref(repository):
-        if not name.startswith("refs/" + name_filter) or (contains and contains.lower() not in name.lower()):
-            continue
-        document: dict[str, Any] = {
-            "name": name,
-            "objectId": object_id,
-            "url": f"{base}?filter={quote(name[len('refs/') :], safe='')}",
-        }
-        if peel and peeled:
-            document["peeledObjectId"] = peeled
-        refs.append(document)
-    refs.sort(key=lambda r: r["name"])
-    return 200, _collection(refs[:top] if top is not None else refs)
-
-
-def _for_each_ref(repository: Repository) -> list[tuple[str, str, str]]:
-    done = subprocess.run(
-        ["git", "for-each-ref", "--format=%(refname) %(objectname) %(*objectname)"],
-        env={"GIT_DIR": str(repository.git_dir), "GIT_CONFIG_NOSYSTEM": "1", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    rows = []
-    for line in done.stdout.splitlines():
-        name, object_id, peeled = [*line.split(" "), ""][:3]
-        rows.append((name, object_id, peeled))
-    return rows
-
-
 # ----- policies ----------------------------------------------------------------------------------------------
 
 
-def _identity_reference(context: _Context, identity: Identity | None) -> dict[str, Any]:
+def _identity_reference(context: RequestContext, identity: Identity | None) -> dict[str, Any]:
     if identity is None:
         return {
             "displayName": f"Project Collection Administrators ({context.world.org})",
@@ -522,13 +430,13 @@ def _identity_reference(context: _Context, identity: Identity | None) -> dict[st
     }
 
 
-def policy_document(context: _Context, policy: BranchPolicy) -> dict[str, Any]:
+def policy_document(context: RequestContext, policy: BranchPolicy) -> dict[str, Any]:
     project_id = policy.repository.project.id
     url = f"{context.owner.org_url}/{project_id}/_apis/policy/configurations/{policy.id}"
     type_url = f"{context.owner.org_url}/{project_id}/_apis/policy/types/{policy.type_id}"
     return {
         "createdBy": _identity_reference(context, policy.created_by),
-        "createdDate": _time(policy.created_date),
+        "createdDate": time_text(policy.created_date),
         "isEnabled": True,
         "isBlocking": policy.blocking,
         "isDeleted": False,
@@ -548,33 +456,44 @@ def policy_document(context: _Context, policy: BranchPolicy) -> dict[str, Any]:
     }
 
 
-def _policies(context: _Context, project_name: str) -> list[BranchPolicy]:
-    context.require_scope(*_CODE_SCOPES)
+def _policies(context: RequestContext, project_name: str) -> list[BranchPolicy]:
+    """The policies matching the `repositoryId`/`refName`/`policyType` filters.
+
+    The service matches a policy's scope against the filters: `repositoryId` must be a GUID (it is bound as
+    one: 400 otherwise), `refName` is compared with each scope's ref name. Every policy here is scoped
+    `matchKind: Exact` to one ref of one repository, so an exact, case-sensitive ref comparison is what that
+    scope match amounts to; a `repositoryId` without a `refName` matches no branch-scoped policy, which is what
+    the service answers too (vsts-rest-api-specs#395, azure-devops-cli-extension#1037: `{"count":0}` until a
+    branch is given).
+    """
+    context.require_scope(*CODE_SCOPES)
     project = context.project(project_name)
     repository = None
     repository_id = context.query.get("repositoryid")
-    if repository_id:
-        repository = context.world.find_repository(project, repository_id)
-        if repository is None:
-            return []
     ref_name = context.query.get("refname") or None
+    if repository_id:
+        if not is_guid(repository_id):
+            raise errors.invalid_guid("repositoryId", repository_id)
+        repository = context.world.find_repository(project, repository_id)
+        if repository is None or ref_name is None:
+            return []
     found = context.world.branch_policies(project, repository, ref_name)
     policy_type = context.query.get("policytype", "").lower()
     return [p for p in found if not policy_type or p.type_id == policy_type]
 
 
-def _git_policy_configurations(context: _Context, project_name: str) -> tuple[int, Any]:
+def _git_policy_configurations(context: RequestContext, project_name: str) -> tuple[int, Any]:
     """`{project}/_apis/git/policy/configurations?repositoryId=&refName=`: policies that apply to a branch."""
-    return 200, _collection([policy_document(context, p) for p in _policies(context, project_name)])
+    return 200, collection([policy_document(context, p) for p in _policies(context, project_name)])
 
 
 def _policy_configurations(
-    context: _Context, project_name: str, configuration_id: str | None = None
+    context: RequestContext, project_name: str, configuration_id: str | None = None
 ) -> tuple[int, Any]:
     """`{project}/_apis/policy/configurations[/<id>]` (the same filters are accepted on the list)."""
     policies = _policies(context, project_name)
     if configuration_id is None:
-        return 200, _collection([policy_document(context, p) for p in policies])
+        return 200, collection([policy_document(context, p) for p in policies])
     found = next((p for p in policies if str(p.id) == configuration_id), None)
     if found is None:
         message = f"TF400860: The policy configuration {configuration_id} does not exist."
@@ -595,13 +514,13 @@ def _check_namespace(namespace_id: str) -> None:
         )
 
 
-def _evaluate(context: _Context, token: str, bits: int, always_allow_administrators: bool) -> bool:
+def _evaluate(context: RequestContext, token: str, bits: int, always_allow_administrators: bool) -> bool:
     if always_allow_administrators and context.world.is_administrator(context.identity, token):
         return True
     return context.world.has_permission(context.identity, token, bits)
 
 
-def _permissions(context: _Context, namespace_id: str, bits_text: str) -> tuple[int, Any]:
+def _permissions(context: RequestContext, namespace_id: str, bits_text: str) -> tuple[int, Any]:
     """`_apis/Permissions/{ns}/{bits}?tokens=a,b&delimiter=,`: one bool per token, for the caller."""
     _check_namespace(namespace_id)
     try:
@@ -611,19 +530,34 @@ def _permissions(context: _Context, namespace_id: str, bits_text: str) -> tuple[
     delimiter = context.query.get("delimiter") or ","
     tokens = [t for t in context.query.get("tokens", "").split(delimiter) if t]
     always = context.query.get("alwaysallowadministrators", "").lower() == "true"
-    return 200, _collection([_evaluate(context, token, bits, always) for token in tokens])
+    return 200, collection([_evaluate(context, token, bits, always) for token in tokens])
 
 
-def _permission_batch(context: _Context) -> tuple[int, Any]:
-    """`POST _apis/Security/PermissionEvaluationBatch`: the request with each evaluation's `value` filled in."""
-    body = context.body()
-    if not isinstance(body, dict) or not isinstance(body.get("evaluations"), list):
-        raise errors.bad_request("The evaluations of the batch must be specified.")
-    always = bool(body.get("alwaysAllowAdministrators"))
+def _permission_batch(context: RequestContext) -> tuple[int, Any]:
+    """`POST _apis/Security/PermissionEvaluationBatch`: the request with each evaluation's `value` filled in.
+
+    A body that does not bind (not JSON, not an object) is the service's ArgumentNullException for the
+    parameter; an evaluation with a wrong type (permissions not a number, token not a string) an
+    ArgumentException: 400 either way, never a 500.
+    """
+    body = context.body("evaluationBatch")
+    if not isinstance(body, dict):
+        raise errors.argument_null("evaluationBatch")
+    raw = body.get("evaluations")
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise errors.argument_null("evaluationBatch.Evaluations")
+    always = body.get("alwaysAllowAdministrators", False)
+    if not isinstance(always, bool):
+        raise errors.bad_request(f"The value '{always}' is not valid for alwaysAllowAdministrators.")
     evaluations = []
-    for item in body["evaluations"]:
-        namespace_id = str(item.get("securityNamespaceId", ""))
+    for item in raw:
+        namespace_id, token, bits = item.get("securityNamespaceId"), item.get("token"), item.get("permissions", 0)
+        if not isinstance(namespace_id, str):
+            raise errors.argument_null("securityNamespaceId")
+        if not isinstance(token, str):
+            raise errors.bad_request(f"The value '{token}' is not valid for token.\r\nParameter name: token")
+        if isinstance(bits, bool) or not isinstance(bits, int):
+            raise errors.bad_request(f"The value '{bits}' is not valid for permissions.\r\nParameter name: permissions")
         _check_namespace(namespace_id)
-        value = _evaluate(context, str(item.get("token", "")), int(item.get("permissions", 0)), always)
-        evaluations.append({**item, "value": value})
+        evaluations.append({**item, "value": _evaluate(context, token, bits, always)})
     return 200, {"alwaysAllowAdministrators": always, "evaluations": evaluations}

@@ -72,7 +72,10 @@ BRANCH_LEVEL_PERMISSIONS = 47244
 REPOSITORY_LEVEL_PERMISSIONS = 65278
 PROJECT_LEVEL_PERMISSIONS = 65534
 
-# The default grants of the project groups, applied on `repoV2/<projectId>`.
+# The default grants of the project groups, applied on `repoV2/<projectId>`, as Microsoft's "Default Git
+# repository and branch permissions" table lists them. ForcePush, PolicyExempt ("Bypass policies when pushing")
+# and PullRequestBypassPolicy are "Not set" for every group, Project Administrators included: 65534 minus those
+# three bits is 32630.
 CONTRIBUTOR_PERMISSIONS = int(
     GitPermission.GENERIC_READ
     | GitPermission.GENERIC_CONTRIBUTE
@@ -81,8 +84,15 @@ CONTRIBUTOR_PERMISSIONS = int(
     | GitPermission.MANAGE_NOTE
     | GitPermission.PULL_REQUEST_CONTRIBUTE
 )
-READER_PERMISSIONS = int(GitPermission.GENERIC_READ)
-ADMIN_PERMISSIONS = ALL_PERMISSIONS
+READER_PERMISSIONS = int(GitPermission.GENERIC_READ | GitPermission.PULL_REQUEST_CONTRIBUTE)
+ADMIN_PERMISSIONS = PROJECT_LEVEL_PERMISSIONS & ~int(
+    GitPermission.FORCE_PUSH | GitPermission.POLICY_EXEMPT | GitPermission.PULL_REQUEST_BYPASS_POLICY
+)
+# The build service identities: "Read: Allow (system)" and "Create tag: Allow" in the repository security UI
+# (azure-devops-docs pull request #6075, confirmed by the docs maintainer); everything else is not set.
+BUILD_SERVICE_PERMISSIONS = int(GitPermission.GENERIC_READ | GitPermission.CREATE_TAG)
+# What the service grants the creator of a branch on that branch, so that people can clean up after themselves.
+BRANCH_CREATOR_PERMISSIONS = int(GitPermission.FORCE_PUSH | GitPermission.MANAGE_PERMISSIONS)
 
 
 def permission_name(bit: int) -> str:
@@ -165,3 +175,15 @@ def evaluate(
         if not undecided:
             return True
     return False
+
+
+def allowed_at_or_below(entries: Mapping[str, tuple[int, int]], token: str, bits: int) -> bool:
+    """True when `bits` are allowed on `token` itself or on any token below it that carries an entry.
+
+    Only levels with an explicit entry can change the outcome of `evaluate`, so checking those (and the token
+    itself) answers "is there any branch of this repository the identity may contribute to?".
+    """
+    if evaluate(entries, token, bits):
+        return True
+    prefix = normalize_token(token) + "/"
+    return any(level.startswith(prefix) and evaluate(entries, level, bits) for level in entries)

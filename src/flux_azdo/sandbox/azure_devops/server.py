@@ -9,6 +9,13 @@ URL space (like dev.azure.com, with the organisation as the first path segment):
 
 Every request is served on its own thread (`ThreadingHTTPServer`, keep-alive, Nagle off); `stop()` closes the
 listening socket, then every open connection, and joins all handler threads.
+
+Keep-alive safety: whatever the method, a request body nobody read is drained before the reply (or, when it is
+large, chunked or unreadable, the connection is closed after the reply), so the next request on the connection
+is never read from the middle of a body. A malformed `Content-Length` is a 400 and the connection is closed.
+
+Push tickets (which the hook presents to `/_sandbox/receive`) are good for one push: HTTP ones end with the
+request, SSH ones with their first use or after an hour; expired ones are swept whenever tickets are touched.
 """
 
 from __future__ import annotations
@@ -38,8 +45,14 @@ from flux_azdo.sandbox.world import Identity, Repository, World
 log = logging.getLogger(__name__)
 
 INTERNAL_PREFIX = "/_sandbox/"
-# An SSH session has no request to end with; its ticket lives this long (the HTTP ones end with the request).
+# An SSH session has no request to end with; its ticket lives this long unless a push uses it first.
 SSH_TICKET_SECONDS = 3600.0
+# Bodies up to this size are drained when nobody read them; bigger ones end the connection instead.
+_DRAIN_LIMIT = 1 << 20
+
+
+class MalformedRequest(Exception):
+    """The request cannot be framed (bad Content-Length, broken chunked encoding): 400 and close."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,7 @@ class AzureDevOpsServer:
         self._httpd = _HttpServer((host, port), _Handler, self)
         self._thread: threading.Thread | None = None
         bound_host, bound_port = self._httpd.server_address[:2]
+        self._address = (str(bound_host), int(bound_port))
         self.url = f"http://{bound_host!s}:{bound_port}"
         self.org_url = f"{self.url}/{quote(world.org, safe='')}"
 
@@ -79,9 +93,18 @@ class AzureDevOpsServer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving and wait for every handler thread; safe to call twice."""
+        """Stop serving and wait for every handler thread; safe to call twice.
+
+        `shutdown()` only takes effect when the accept loop wakes up; a throw-away connection wakes it at once
+        instead of after the poll interval (tests start and stop a server each).
+        """
         if self._thread is not None:
-            self._httpd.shutdown()
+            stopper = threading.Thread(target=self._httpd.shutdown, name="azdo-sandbox-stop", daemon=True)
+            stopper.start()
+            while stopper.is_alive():
+                with contextlib.suppress(OSError), socket.create_connection(self._address, timeout=0.5):
+                    pass
+                stopper.join(0.01)
             self._thread.join()
             self._thread = None
         self._httpd.server_close()
@@ -117,8 +140,7 @@ class AzureDevOpsServer:
         ticket = secrets.token_urlsafe(24)
         now = time.monotonic()
         with self._tickets_lock:
-            for key in [k for k, t in self._tickets.items() if t.expires < now]:
-                del self._tickets[key]
+            self._sweep_tickets(now)
             self._tickets[ticket] = _Ticket(identity, repository, now + lifetime)
         return ticket
 
@@ -126,26 +148,42 @@ class AzureDevOpsServer:
         with self._tickets_lock:
             self._tickets.pop(ticket, None)
 
+    @property
+    def live_tickets(self) -> int:
+        """How many push tickets are outstanding (unused and unexpired)."""
+        with self._tickets_lock:
+            self._sweep_tickets(time.monotonic())
+            return len(self._tickets)
+
     def hook_environment(self, ticket: str) -> dict[str, str]:
         """Variables the git service needs so that the proc-receive hook can reach this server."""
         return {URL_VARIABLE: self.url, TICKET_VARIABLE: ticket}
 
-    def _ticket(self, ticket: str) -> _Ticket | None:
+    def _take_ticket(self, ticket: str) -> _Ticket | None:
+        """The ticket's grant, used up: receive-pack runs the hook once per push, so a second use is forged."""
+        now = time.monotonic()
         with self._tickets_lock:
-            found = self._tickets.get(ticket)
-            return found if found is not None and found.expires >= time.monotonic() else None
+            self._sweep_tickets(now)
+            return self._tickets.pop(ticket, None)
+
+    def _sweep_tickets(self, now: float) -> None:
+        for key in [k for k, t in self._tickets.items() if t.expires < now]:
+            del self._tickets[key]
 
     # ----- internal endpoints ------------------------------------------------------------------------------
 
     def internal_receive(self, document: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        ticket = self._ticket(str(document.get("ticket", "")))
+        """Decide and apply one push's ref updates (fast-forward is recomputed here, never taken from the hook)."""
+        raw = document.get("commands")
+        if not isinstance(raw, list) or not all(
+            isinstance(c, dict) and all(isinstance(c.get(k), str) for k in ("old", "new", "ref")) for c in raw
+        ):
+            return 400, {"message": "commands must be a list of {old, new, ref} strings"}
+        ticket = self._take_ticket(str(document.get("ticket", "")))
         if ticket is None:
-            return 403, {"message": "unknown or expired push ticket"}
-        commands = [
-            PushCommand(str(c["old"]), str(c["new"]), str(c["ref"]), bool(c.get("fastForward")))
-            for c in document.get("commands", [])
-        ]
-        results = self.pushes.apply(ticket.identity, ticket.repository, commands)
+            return 403, {"message": "unknown, used or expired push ticket"}
+        commands = [PushCommand(c["old"], c["new"], c["ref"]) for c in raw]
+        results = self.pushes.apply(ticket.identity, ticket.repository, commands, from_git=True)
         return 200, {"results": [r.as_json() for r in results]}
 
     def internal_git_access(self, document: dict[str, Any]) -> tuple[int, dict[str, Any]]:
@@ -162,8 +200,8 @@ class AzureDevOpsServer:
             return 401, {"message": errors.ANONYMOUS_GIT}
         if repository is None or not self.can_read(identity, repository):
             return 404, {"message": errors.repository_not_found_text(shown_name)}
-        if service == "git-receive-pack" and not self.can_contribute(identity, repository):
-            return 403, {"message": errors.needs_permission_text("GenericContribute", identity.display_name)}
+        if service == "git-receive-pack" and not self.can_push(identity, repository):
+            return 403, {"message": errors.needs_permission_text("GenericContribute", identity.error_name)}
         env: dict[str, str] = {}
         if service == "git-receive-pack":
             env = self.hook_environment(self.issue_ticket(identity, repository))
@@ -186,8 +224,12 @@ class AzureDevOpsServer:
     def can_read(self, identity: Identity, repository: Repository) -> bool:
         return self.world.has_permission(identity, _repo_token(repository), GitPermission.GENERIC_READ)
 
-    def can_contribute(self, identity: Identity, repository: Repository) -> bool:
-        return self.world.has_permission(identity, _repo_token(repository), GitPermission.GENERIC_CONTRIBUTE)
+    def can_push(self, identity: Identity, repository: Repository) -> bool:
+        """GenericContribute on the repository or on any branch of it: enough to start a push (per-ref rules
+        decide the rest), so that a branch-level allow is usable."""
+        return self.world.has_permission_at_or_below(
+            identity, _repo_token(repository), GitPermission.GENERIC_CONTRIBUTE
+        )
 
 
 def _repo_token(repository: Repository) -> str:
@@ -265,13 +307,24 @@ class _Handler(BaseHTTPRequestHandler):
 
     _body: bytes | None = None
 
+    @property
+    def chunked(self) -> bool:
+        return "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+
+    def content_length(self) -> int:
+        """The declared body length (0 when absent); MalformedRequest when it is not a non-negative number."""
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not text.isdigit():
+            raise MalformedRequest(f"invalid Content-Length {text!r}")
+        return int(text)
+
     def read_body(self) -> bytes:
         """The whole request body; chunked bodies (git pushes over http.postBuffer) are de-chunked."""
         if self._body is None:
-            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            if self.chunked:
                 self._body = self._read_chunked()
             else:
-                length = int(self.headers.get("Content-Length") or 0)
+                length = self.content_length()
                 self._body = self.rfile.read(length) if length > 0 else b""
         return self._body
 
@@ -281,7 +334,10 @@ class _Handler(BaseHTTPRequestHandler):
             size_line = self.rfile.readline(65537)
             if not size_line:
                 raise ConnectionError("connection closed inside a chunked body")
-            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+            try:
+                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+            except ValueError:
+                raise MalformedRequest("invalid chunk size") from None
             if size == 0:
                 while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
                     pass  # trailers
@@ -291,10 +347,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def drop_connection_mid_body(self) -> None:
         """Read part of the request body, then hang up without any reply (a network failure mid-push)."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        if self.chunked:
             self.rfile.read1(65536)
         else:
-            length = int(self.headers.get("Content-Length") or 0)
+            length = self.content_length()
             self.rfile.read(min(max(length // 2, 1), 65536) if length else 0)
         self.close_connection = True
         with contextlib.suppress(OSError):
@@ -305,13 +361,8 @@ class _Handler(BaseHTTPRequestHandler):
     def send_bytes(
         self, status: int, body: bytes, content_type: str | None, headers: dict[str, str] | None = None
     ) -> None:
-        if self._body is None and self.command in ("POST", "PUT", "PATCH"):
-            # Never leave an unread body on a keep-alive connection; small ones are drained, big ones closed.
-            length = int(self.headers.get("Content-Length") or 0)
-            if length <= 1 << 20 and "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
-                self.read_body()
-            else:
-                self.close_connection = True
+        if self._body is None:
+            self._drain_or_close()
         self.send_response(status)
         if content_type is not None:
             self.send_header("Content-Type", content_type)
@@ -328,9 +379,28 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def send_json(self, status: int, document: Any, headers: dict[str, str] | None = None) -> None:
+    def _drain_or_close(self) -> None:
+        """Never leave an unread body on a keep-alive connection, whatever the method: small ones are read,
+        big, chunked or unframed ones end the connection after this reply."""
+        try:
+            length = self.content_length()
+        except MalformedRequest:
+            self.close_connection = True
+            return
+        if self.chunked or length > _DRAIN_LIMIT:
+            self.close_connection = True
+        elif length > 0:
+            self._body = self.rfile.read(length)
+
+    def send_json(
+        self, status: int, document: Any, headers: dict[str, str] | None = None, *, api_version: str | None = None
+    ) -> None:
+        """A JSON reply; `api_version` is echoed in the Content-Type as the service does (`; api-version=7.1`)."""
         body = json.dumps(document, separators=(",", ":")).encode()
-        self.send_bytes(status, body, "application/json; charset=utf-8; api-version=7.1", headers)
+        content_type = "application/json; charset=utf-8"
+        if api_version is not None:
+            content_type += f"; api-version={api_version}"
+        self.send_bytes(status, body, content_type, headers)
 
     def send_service_error(self, error: ServiceError) -> None:
         headers = dict(error.headers)
@@ -349,10 +419,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._body = None  # one handler object serves every request of a keep-alive connection
         split = urlsplit(self.path)
         try:
+            self.content_length()  # unframed requests are refused before anything else
             if split.path.startswith(INTERNAL_PREFIX):
                 self._internal(owner, split.path)
                 return
-            delay = owner.faults.delay
+            delay = owner.faults.take_delay()
             if delay:
                 time.sleep(delay)
             segments = [unquote(s) for s in split.path.split("/")[1:]]
@@ -373,6 +444,9 @@ class _Handler(BaseHTTPRequestHandler):
             rest.serve(self, owner, segments, split.query)
         except ServiceError as error:
             self.send_service_error(error)
+        except MalformedRequest:
+            self.close_connection = True
+            self.send_bytes(400, b"Bad Request - Invalid Header\n", "text/plain; charset=utf-8")
         except (ConnectionError, BrokenPipeError):
             self.close_connection = True
         except Exception as error:  # a bug in the sandbox: answer 500 like the service's error page, keep serving
@@ -387,6 +461,9 @@ class _Handler(BaseHTTPRequestHandler):
             document = json.loads(self.read_body() or b"{}")
         except ValueError:
             self.send_json(400, {"message": "body is not JSON"})
+            return
+        if not isinstance(document, dict):
+            self.send_json(400, {"message": "body must be a JSON object"})
             return
         if path == "/_sandbox/receive":
             status, reply = owner.internal_receive(document)
