@@ -5,13 +5,18 @@ starts a `FluxSimulator` on its kubeconfig, and checks what the `kubernetes` cli
 Deployments becoming Available (or stuck in ImagePullBackOff), GitRepositories Ready only when the credentials
 the cluster holds really open the sandbox's Azure DevOps repository (PAT, job token, SSH with and without the
 `--ssh-hostkey-algos` patch, workload identity), Kustomizations checking their path at the fetched revision,
-suspend, and finalizers on deletion.
+suspend, and finalizers on deletion. The simulator must also survive what any API server does: CRDs that appear
+after it started, a restart of the server, a server that is gone before the simulator stops; and it must keep
+credentials out of messages, Events and logs, and in private files only while `git` runs.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import os
+import shlex
+import stat
 import subprocess
 import threading
 import time
@@ -29,6 +34,8 @@ from flux_azdo.sandbox import sample_distribution_path
 from flux_azdo.sandbox.azure_devops import AzureDevOpsServer
 from flux_azdo.sandbox.flux import FluxSimulator, SimulatorOptions
 from flux_azdo.sandbox.flux.cluster import Cluster as FluxCluster
+from flux_azdo.sandbox.flux.gitauth import GitAuth
+from flux_azdo.sandbox.flux.gitfetch import GitFetcher
 from flux_azdo.sandbox.flux.informer import Informer, WatchExpired
 from flux_azdo.sandbox.kube import KubeApiServer
 from flux_azdo.sandbox.ssh import SshServer, sshd_available
@@ -37,15 +44,6 @@ from flux_azdo.sandbox.world import Identity, Project, Repository, World
 NS = "flux-system"
 SOURCE = ("source.toolkit.fluxcd.io", "v1", "gitrepositories")
 KUSTOMIZE = ("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")
-COMPONENTS = (
-    "source-controller",
-    "kustomize-controller",
-    "helm-controller",
-    "notification-controller",
-    "image-reflector-controller",
-    "image-automation-controller",
-    "source-watcher",
-)
 RSA_SHA2 = "rsa-sha2-512,rsa-sha2-256"
 #: The kubernetes client picks json-patch for dict bodies unless told; real callers name the patch type.
 MERGE = "application/merge-patch+json"
@@ -138,6 +136,7 @@ def ssh(
 
 @dataclass
 class Cluster:
+    server: KubeApiServer
     kubeconfig: Path
     api: kube_client.ApiClient
 
@@ -152,6 +151,21 @@ class Cluster:
     @property
     def custom(self) -> kube_client.CustomObjectsApi:
         return kube_client.CustomObjectsApi(self.api)
+
+    def install_flux(self) -> None:
+        """The sample distribution, applied and waited for as a bootstrap does (CRDs take a moment to serve)."""
+        with sample_distribution_path() as sample:
+            self.kubectl("apply", "--server-side", "-f", str(sample))
+        wait_for("the CRDs the tests use to be Established", self.crds_established)
+
+    def crds_established(self) -> bool:
+        extensions = kube_client.ApiextensionsV1Api(self.api)
+        for group, _, plural in (SOURCE, KUSTOMIZE):
+            crd = extensions.read_custom_resource_definition(f"{plural}.{group}")
+            conditions = (crd.status.conditions if crd.status else None) or []
+            if not any(c.type == "Established" and c.status == "True" for c in conditions):
+                return False
+        return True
 
     def kubectl(self, *args: str) -> str:
         result = subprocess.run(
@@ -203,18 +217,21 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
+def empty_cluster(tmp_path: Path) -> Iterator[Cluster]:
     with KubeApiServer() as server:
         kubeconfig = tmp_path / "kubeconfig"
         server.write_kubeconfig(kubeconfig)
         api = kube_config.new_client_from_config(config_file=str(kubeconfig))
         try:
-            cluster = Cluster(kubeconfig, api)
-            with sample_distribution_path() as sample:
-                cluster.kubectl("apply", "--server-side", "-f", str(sample))
-            yield cluster
+            yield Cluster(server, kubeconfig, api)
         finally:
             api.close()
+
+
+@pytest.fixture
+def cluster(empty_cluster: Cluster) -> Cluster:
+    empty_cluster.install_flux()
+    return empty_cluster
 
 
 StartFlux = Callable[..., FluxSimulator]
@@ -260,6 +277,16 @@ def condition(obj: dict[str, Any] | Any, kind: str) -> dict[str, Any] | None:
     return next((c for c in conditions if c.get("type") == kind), None)
 
 
+def ready_true(cluster: Cluster, kind: tuple[str, str, str], name: str) -> Callable[[], dict[str, Any] | None]:
+    """A probe for a Ready condition that is True."""
+
+    def probe() -> dict[str, Any] | None:
+        obj = cluster.get(kind, name)
+        return obj if (condition(obj, "Ready") or {}).get("status") == "True" else None
+
+    return probe
+
+
 def settled(cluster: Cluster, kind: tuple[str, str, str], name: str) -> Callable[[], dict[str, Any] | None]:
     """A probe for a Ready condition that is True or False (not Unknown, not missing)."""
 
@@ -269,6 +296,14 @@ def settled(cluster: Cluster, kind: tuple[str, str, str], name: str) -> Callable
         return obj if ready and ready["status"] in ("True", "False") else None
 
     return probe
+
+
+def not_ready(cluster: Cluster, kind: tuple[str, str, str], name: str, reason: str) -> dict[str, Any]:
+    """Wait for Ready to settle, check that it is False for `reason`, and return the object."""
+    obj: dict[str, Any] = wait_for(f"{name} to settle", settled(cluster, kind, name))
+    ready = condition(obj, "Ready") or {}
+    assert (ready.get("status"), ready.get("reason")) == ("False", reason), obj.get("status")
+    return obj
 
 
 def events_of(cluster: Cluster, name: str, reason: str) -> list[Any]:
@@ -314,8 +349,27 @@ def kustomization(cluster: Cluster, name: str, source: str, path: str, **spec: A
     cluster.create(KUSTOMIZE, name, {**body, **spec})
 
 
-def patch_source_controller(cluster: Cluster, patch: str) -> None:
+def add_ssh_hostkey_algos_argument(cluster: Cluster) -> None:
+    """The patch Azure DevOps needs: source-controller offers the rsa-sha2 host key algorithms."""
+    argument = f"--ssh-hostkey-algos={RSA_SHA2}"
+    patch = f'[{{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"{argument}"}}]'
     cluster.kubectl("-n", NS, "patch", "deployment", "source-controller", "--type=json", "-p", patch)
+
+
+def use_workload_identity(cluster: Cluster, client_id: str) -> None:
+    """Annotate source-controller's ServiceAccount with `client_id` and label its Pods for the webhook."""
+    cluster.core.patch_namespaced_service_account(
+        "source-controller",
+        NS,
+        {"metadata": {"annotations": {"azure.workload.identity/client-id": client_id}}},
+        _content_type=MERGE,
+    )
+    cluster.apps.patch_namespaced_deployment(
+        "source-controller",
+        NS,
+        {"spec": {"template": {"metadata": {"labels": {"azure.workload.identity/use": "true"}}}}},
+        _content_type=MERGE,
+    )
 
 
 # -- Deployments ----------------------------------------------------------------------------------------------------
@@ -323,7 +377,9 @@ def patch_source_controller(cluster: Cluster, patch: str) -> None:
 
 def test_flux_deployments_roll_out_with_running_pods(cluster: Cluster, start_flux: StartFlux) -> None:
     start_flux()
-    wait_available(cluster, *COMPONENTS)
+    names = [deployment.metadata.name for deployment in cluster.apps.list_namespaced_deployment(NS).items]
+    assert {"source-controller", "kustomize-controller"} <= set(names)
+    wait_available(cluster, *names)  # every Flux Deployment of the distribution
     cluster.kubectl("-n", NS, "rollout", "status", "deployment/source-controller", "--timeout=30s")
 
     deployment = cluster.apps.read_namespaced_deployment("kustomize-controller", NS)
@@ -433,9 +489,8 @@ def test_a_wrong_pat_leaves_the_git_repository_not_ready(
     pat_secret(cluster, "wrong", wrong)
     git_repository(cluster, "fleet", remote.url, secretRef={"name": "wrong"})
 
-    obj = wait_for("GitRepository to settle", settled(cluster, SOURCE, "fleet"))
+    obj = not_ready(cluster, SOURCE, "fleet", "GitOperationFailed")
     ready = condition(obj, "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "GitOperationFailed")
     assert ready["message"].startswith(f"failed to checkout and determine revision: unable to clone '{remote.url}': ")
     assert "authentication required" in ready["message"]
     assert wrong not in ready["message"]
@@ -474,9 +529,8 @@ def test_a_job_token_works_until_it_is_revoked(cluster: Cluster, remote: Remote,
 def test_a_missing_secret_is_an_authentication_failure(cluster: Cluster, remote: Remote, start_flux: StartFlux) -> None:
     start_flux()
     git_repository(cluster, "fleet", remote.url, secretRef={"name": "absent"})
-    obj = wait_for("GitRepository to settle", settled(cluster, SOURCE, "fleet"))
+    obj = not_ready(cluster, SOURCE, "fleet", "AuthenticationFailed")
     ready = condition(obj, "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "AuthenticationFailed")
     assert ready["message"] == (
         f"failed to get secret '{NS}/absent': failed to get secret '{NS}/absent': secrets \"absent\" not found"
     )
@@ -518,24 +572,15 @@ def test_ssh_needs_the_hostkey_algos_patch_against_an_rsa_sha2_only_server(
     ssh_secret(cluster, ssh, "ssh")
     git_repository(cluster, "fleet", ssh.url, secretRef={"name": "ssh"})
 
-    obj = wait_for("GitRepository to settle", settled(cluster, SOURCE, "fleet"))
+    obj = not_ready(cluster, SOURCE, "fleet", "GitOperationFailed")
     ready = condition(obj, "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "GitOperationFailed")
     assert ready["message"] == (
         f"failed to checkout and determine revision: unable to clone '{ssh.url}': ssh: handshake failed: "
         "ssh: no common algorithm for host key; client offered: [ssh-rsa], server offered: [rsa-sha2-512 rsa-sha2-256]"
     )
 
-    patch_source_controller(
-        cluster,
-        f'[{{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--ssh-hostkey-algos={RSA_SHA2}"}}]',
-    )
-
-    def fetched() -> dict[str, Any] | None:
-        current = cluster.get(SOURCE, "fleet")
-        return current if condition(current, "Ready")["status"] == "True" else None
-
-    obj = wait_for("the restarted source-controller to fetch over SSH", fetched)
+    add_ssh_hostkey_algos_argument(cluster)
+    obj = wait_for("the restarted source-controller to fetch over SSH", ready_true(cluster, SOURCE, "fleet"))
     assert obj["status"]["artifact"]["revision"] == f"main@sha1:{remote.head()}"
 
 
@@ -543,10 +588,7 @@ def test_ssh_needs_the_hostkey_algos_patch_against_an_rsa_sha2_only_server(
 def test_ssh_checks_the_host_key_against_the_secrets_known_hosts(
     cluster: Cluster, ssh: SshEndpoint, start_flux: StartFlux
 ) -> None:
-    patch_source_controller(
-        cluster,
-        f'[{{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--ssh-hostkey-algos={RSA_SHA2}"}}]',
-    )
+    add_ssh_hostkey_algos_argument(cluster)
     start_flux()
     host = ssh.known_hosts.split(" ", 1)[0]
     # A well-formed RSA key that is not the server's (it is ssh.dev.azure.com's).
@@ -579,29 +621,14 @@ def test_provider_azure_needs_the_federated_client_id_on_the_controller(
     start_flux(workload_token=remote.world.workload_token)
     git_repository(cluster, "fleet", remote.url, provider="azure")
 
-    obj = wait_for("GitRepository to settle", settled(cluster, SOURCE, "fleet"))
+    obj = not_ready(cluster, SOURCE, "fleet", "AuthenticationFailed")
     ready = condition(obj, "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "AuthenticationFailed")
     assert "missing environment variables for workload identity" in ready["message"]
 
-    cluster.core.patch_namespaced_service_account(
-        "source-controller",
-        NS,
-        {"metadata": {"annotations": {"azure.workload.identity/client-id": client_id}}},
-        _content_type=MERGE,
+    use_workload_identity(cluster, client_id)
+    obj = wait_for(
+        "the restarted source-controller to fetch with workload identity", ready_true(cluster, SOURCE, "fleet")
     )
-    cluster.apps.patch_namespaced_deployment(
-        "source-controller",
-        NS,
-        {"spec": {"template": {"metadata": {"labels": {"azure.workload.identity/use": "true"}}}}},
-        _content_type=MERGE,
-    )
-
-    def fetched() -> dict[str, Any] | None:
-        current = cluster.get(SOURCE, "fleet")
-        return current if condition(current, "Ready")["status"] == "True" else None
-
-    obj = wait_for("the restarted source-controller to fetch with workload identity", fetched)
     assert obj["status"]["artifact"]["revision"] == f"main@sha1:{remote.head()}"
     pod = cluster.core.list_namespaced_pod(NS, label_selector="app=source-controller").items[0]
     env = {variable.name: variable.value for variable in pod.spec.containers[0].env}
@@ -611,24 +638,12 @@ def test_provider_azure_needs_the_federated_client_id_on_the_controller(
 def test_provider_azure_fails_for_a_client_id_without_federation(
     cluster: Cluster, remote: Remote, start_flux: StartFlux
 ) -> None:
-    cluster.core.patch_namespaced_service_account(
-        "source-controller",
-        NS,
-        {"metadata": {"annotations": {"azure.workload.identity/client-id": str(uuid.uuid4())}}},
-        _content_type=MERGE,
-    )
-    cluster.apps.patch_namespaced_deployment(
-        "source-controller",
-        NS,
-        {"spec": {"template": {"metadata": {"labels": {"azure.workload.identity/use": "true"}}}}},
-        _content_type=MERGE,
-    )
+    use_workload_identity(cluster, str(uuid.uuid4()))
     start_flux(workload_token=remote.world.workload_token)
     git_repository(cluster, "fleet", remote.url, provider="azure")
 
-    obj = wait_for("GitRepository to settle", settled(cluster, SOURCE, "fleet"))
+    obj = not_ready(cluster, SOURCE, "fleet", "AuthenticationFailed")
     ready = condition(obj, "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "AuthenticationFailed")
     assert "AADSTS700213" in ready["message"]
     assert f"system:serviceaccount:{NS}:source-controller" in ready["message"]
 
@@ -661,16 +676,14 @@ def test_a_kustomization_is_ready_when_its_path_exists_at_the_fetched_revision(
     assert succeeded[0].message.startswith("Reconciliation finished in ")
     assert succeeded[0].metadata.annotations["kustomize.toolkit.fluxcd.io/revision"] == revision
 
-    missing = wait_for("Kustomization to settle", settled(cluster, KUSTOMIZE, "missing"))
+    missing = not_ready(cluster, KUSTOMIZE, "missing", "ArtifactFailed")
     ready = condition(missing, "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "ArtifactFailed")
     assert ready["message"].startswith("kustomization path not found: stat ")
     assert ready["message"].endswith("/clusters/elsewhere: no such file or directory")
     assert "lastAppliedRevision" not in missing["status"]
 
-    orphan = wait_for("Kustomization to settle", settled(cluster, KUSTOMIZE, "orphan"))
+    orphan = not_ready(cluster, KUSTOMIZE, "orphan", "ArtifactFailed")
     ready = condition(orphan, "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "ArtifactFailed")
     assert ready["message"] == 'gitrepositories.source.toolkit.fluxcd.io "nowhere" not found'
 
 
@@ -717,17 +730,93 @@ def test_deleting_removes_the_finalizers(cluster: Cluster, remote: Remote, start
 # -- lifecycle ------------------------------------------------------------------------------------------------------
 
 
-def test_stop_joins_every_thread_and_cleans_the_work_dir(cluster: Cluster, tmp_path: Path) -> None:
-    before = {thread.ident for thread in threading.enumerate()}
+def flux_threads() -> set[threading.Thread]:
+    return {thread for thread in threading.enumerate() if thread.name.startswith("flux-")}
+
+
+@pytest.mark.parametrize("api_server_stops_first", [False, True], ids=["server-up", "server-gone"])
+def test_stop_joins_every_thread_and_cleans_the_work_dir(
+    cluster: Cluster, tmp_path: Path, api_server_stops_first: bool
+) -> None:
+    before = flux_threads()
     work_dir = tmp_path / "work"
     options = SimulatorOptions(deployment_ready_after=0.05)
     with FluxSimulator(cluster.kubeconfig, options, work_dir) as simulator:
         wait_available(cluster, "source-controller")
         assert simulator.wait_synced()
-    left = [t.name for t in threading.enumerate() if t.ident not in before and t.name.startswith("flux-")]
-    assert left == []
+        if api_server_stops_first:
+            cluster.server.stop()  # open watches break and every request is refused from here on
+    assert flux_threads() - before == set()
     assert not work_dir.exists()
     simulator.stop()  # idempotent
+
+
+def test_crds_installed_after_the_simulator_started_are_picked_up(
+    empty_cluster: Cluster, remote: Remote, tmp_path: Path
+) -> None:
+    options = SimulatorOptions(deployment_ready_after=0.05, max_interval=2.0)
+    with FluxSimulator(empty_cluster.kubeconfig, options, tmp_path / "flux"):
+        empty_cluster.install_flux()  # what a bootstrap does to a cluster on which the simulator already runs
+        wait_available(empty_cluster, "source-controller")
+        ready_git_repository(empty_cluster, remote, "fleet")
+        kustomization(empty_cluster, "fleet", "fleet", "./clusters/sandbox")
+        obj = wait_for("Kustomization Ready", ready_true(empty_cluster, KUSTOMIZE, "fleet"))
+        assert obj["status"]["lastAppliedRevision"] == f"main@sha1:{remote.head()}"
+
+
+def test_the_simulator_carries_on_after_the_api_server_restarts(
+    cluster: Cluster, remote: Remote, start_flux: StartFlux
+) -> None:
+    simulator = start_flux()
+    wait_available(cluster, "source-controller", "kustomize-controller")
+    assert simulator.wait_synced()
+    cluster.server.stop()  # watches break, lists and status patches are refused...
+    time.sleep(0.3)  # ...for long enough that every watch loop sees it
+    cluster.server.start()  # same port, same objects: the watches must resume on their own
+    ready_git_repository(cluster, remote, "fleet")
+    kustomization(cluster, "fleet", "fleet", "./clusters/sandbox")
+    wait_for("Kustomization Ready", ready_true(cluster, KUSTOMIZE, "fleet"))
+
+
+def test_credentials_in_the_url_work_and_never_show_in_messages_events_or_logs(
+    cluster: Cluster, remote: Remote, start_flux: StartFlux, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="flux_azdo.sandbox.flux")
+    start_flux()
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    scheme, rest = remote.url.split("://", 1)
+    git_repository(cluster, "good", f"{scheme}://git:{remote.pat}@{rest}")
+    git_repository(cluster, "wrong", f"{scheme}://git:{wrong}@{rest}")
+
+    obj = wait_for("GitRepository good to settle", settled(cluster, SOURCE, "good"))
+    assert condition(obj, "Ready")["status"] == "True", obj["status"]
+    message = condition(not_ready(cluster, SOURCE, "wrong", "GitOperationFailed"), "Ready")["message"]
+    assert message.startswith(f"failed to checkout and determine revision: unable to clone '{scheme}://git:***@")
+    assert "authentication required" in message
+    events_of(cluster, "wrong", "GitOperationFailed")
+    events = [event.message for name in ("good", "wrong") for event in cluster.events(name)]
+    seen = [message, *events, *(record.getMessage() for record in caplog.records)]
+    assert not [text for text in seen if wrong in text or remote.pat in text]
+
+
+def test_ssh_keys_and_known_hosts_exist_only_in_private_files_while_git_runs(
+    user_ssh_key: Path, tmp_path: Path
+) -> None:
+    fetcher = GitFetcher(tmp_path)
+    auth = GitAuth(
+        transport="ssh",
+        url="ssh://git@127.0.0.1:22/v3/org/project/repo",
+        identity=user_ssh_key.read_bytes(),
+        known_hosts=b"[127.0.0.1]:22 ssh-rsa AAAAB3NzaC1yc2E=\n",
+    )
+    with fetcher._session(auth) as env:
+        options = [word.split("=", 1) for word in shlex.split(env["GIT_SSH_COMMAND"]) if "=" in word]
+        files = [Path(value) for key, value in options if key in ("IdentityFile", "UserKnownHostsFile")]
+        assert len(files) == 2
+        assert stat.S_IMODE(files[0].parent.stat().st_mode) == 0o700
+        assert [stat.S_IMODE(path.stat().st_mode) for path in files] == [0o600, 0o600]
+    assert not files[0].parent.exists()
+    assert list(tmp_path.iterdir()) in ([], [tmp_path / "home"])
 
 
 def test_tags_and_pinned_commits_use_fluxs_revision_forms(

@@ -22,8 +22,16 @@ JSON = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
 
 
+#: `KubeError.reason` when no answer came at all (connection refused or reset, timeout, a broken body).
+UNREACHABLE = "Unreachable"
+
+
 class KubeError(Exception):
-    """A failed API call, with the Status object's fields (`reason` such as NotFound, Conflict, Expired)."""
+    """A failed API call, with the Status object's fields (`reason` such as NotFound, Conflict, Expired).
+
+    Transport failures are KubeErrors too (status 0, reason `Unreachable`), so every caller handles "the server
+    is gone or restarting" the way it handles a server error: retry later, never crash its thread.
+    """
 
     def __init__(self, status: int, reason: str, message: str) -> None:
         super().__init__(message)
@@ -38,6 +46,14 @@ class KubeError(Exception):
     @property
     def conflict(self) -> bool:
         return self.status == 409
+
+    @property
+    def unreachable(self) -> bool:
+        return self.reason == UNREACHABLE
+
+
+def _unreachable(error: Exception) -> KubeError:
+    return KubeError(0, UNREACHABLE, f"{type(error).__name__}: {error}")
 
 
 def _error_from(exc: ApiException) -> KubeError:
@@ -123,32 +139,15 @@ class Cluster:
             )
         except ApiException as exc:
             raise _error_from(exc) from None
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: list[tuple[str, str]] | None = None,
-        body: Any = None,
-        content_type: str = "application/json",
-    ) -> JSON:
-        response = self.open(method, path, query=query, body=body, content_type=content_type)
-        try:
-            data = response.data
-        finally:
-            response.release_conn()
-        if not data:
-            return {}
-        document = json.loads(data)
-        return document if isinstance(document, dict) else {}
+        except Exception as exc:  # urllib3's MaxRetryError, ProtocolError, timeouts: nothing was answered
+            raise _unreachable(exc) from None
 
     # -- conveniences -------------------------------------------------------------------------------------------
 
     def get(self, path: str) -> JSON | None:
         """The object, or None when it does not exist."""
         try:
-            return self.request("GET", path)
+            return _document(self.open("GET", path))
         except KubeError as error:
             if error.not_found:
                 return None
@@ -156,17 +155,29 @@ class Cluster:
 
     def list(self, path: str, *, label_selector: str | None = None) -> JSON:
         query = [("labelSelector", label_selector)] if label_selector else None
-        return self.request("GET", path, query=query)
+        return _document(self.open("GET", path, query=query))
 
     def create(self, path: str, body: JSON) -> JSON:
-        return self.request("POST", path, body=body)
+        return _document(self.open("POST", path, body=body))
 
     def merge_patch(self, path: str, patch: JSON) -> JSON:
-        return self.request("PATCH", path, body=patch, content_type=MERGE_PATCH)
+        return _document(self.open("PATCH", path, body=patch, content_type=MERGE_PATCH))
 
     def delete(self, path: str) -> None:
         try:
-            self.request("DELETE", path)
+            _document(self.open("DELETE", path))
         except KubeError as error:
             if not error.not_found:
                 raise
+
+
+def _document(response: Any) -> JSON:
+    """Read a whole response as one JSON object and hand the connection back to the pool."""
+    try:
+        data = response.data
+        document = json.loads(data) if data else {}
+    except Exception as exc:  # the connection broke mid-body, or a proxy answered with something else than JSON
+        raise _unreachable(exc) from None
+    finally:
+        response.release_conn()
+    return document if isinstance(document, dict) else {}

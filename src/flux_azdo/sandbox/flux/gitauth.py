@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -49,9 +49,21 @@ class GitAuth:
     host_key_algorithms: tuple[str, ...] = ()
     kex_algorithms: tuple[str, ...] = ()
 
+    @property
+    def remote_url(self) -> str:
+        """`url` as handed to `git`: never with a password (it travels in the Authorization header, or is an
+        SSH key passphrase), and for HTTP(S) without the user name too, so argv and git's own messages stay clean."""
+        parts = urlsplit(self.url)
+        if parts.password is None and (self.transport == "ssh" or parts.username is None):
+            return self.url
+        host = parts.netloc.rpartition("@")[2]
+        if self.transport == "ssh" and parts.username is not None:
+            host = f"{parts.username}@{host}"
+        return urlunsplit(parts._replace(netloc=host))
+
     def secrets(self) -> list[str]:
-        """Values that must never appear in a message."""
-        values = [self.password, self.bearer_token]
+        """Values that must never appear in a message (the URL's password also as written, percent-encoded)."""
+        values = [self.password, self.bearer_token, urlsplit(self.url).password or ""]
         if self.username and self.password:
             values.append(base64.b64encode(f"{self.username}:{self.password}".encode()).decode())
         return [value for value in values if len(value) >= 4]

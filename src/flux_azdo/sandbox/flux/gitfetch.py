@@ -115,7 +115,7 @@ class GitFetcher:
     def remote_references(self, auth: GitAuth, timeout: float) -> dict[str, str]:
         """`git ls-remote`: reference -> commit (annotated tags resolved to their commit)."""
         with self._session(auth) as env:
-            output = self._git(["ls-remote", "--", auth.url], env=env, timeout=timeout, auth=auth)
+            output = self._git(["ls-remote", "--", auth.remote_url], env=env, timeout=timeout, auth=auth)
         references: dict[str, str] = {}
         peeled: dict[str, str] = {}
         for line in output.splitlines():
@@ -141,7 +141,7 @@ class GitFetcher:
             if reference.commit:
                 refspecs = [f"+{remote_ref}:refs/flux/fetched"] if remote_ref else ["+refs/heads/*:refs/flux/heads/*"]
                 self._git(
-                    ["fetch", "-q", "--no-tags", "--", auth.url, *refspecs],
+                    ["fetch", "-q", "--no-tags", "--", auth.remote_url, *refspecs],
                     env=env,
                     timeout=timeout,
                     auth=auth,
@@ -153,8 +153,9 @@ class GitFetcher:
                     raise GitError(f"unable to resolve commit object for '{target}': object not found")
             else:
                 assert remote_ref is not None
+                refspec = f"+{remote_ref}:refs/flux/fetched"
                 self._git(
-                    ["fetch", "-q", "--no-tags", "--depth=1", "--", auth.url, f"+{remote_ref}:refs/flux/fetched"],
+                    ["fetch", "-q", "--no-tags", "--depth=1", "--", auth.remote_url, refspec],
                     env=env,
                     timeout=timeout,
                     auth=auth,

@@ -14,32 +14,24 @@ interval). Success requeues after `spec.interval`, and a revision already in sto
 
 from __future__ import annotations
 
-import logging
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 
-from flux_azdo.sandbox.flux.cluster import JSON, Cluster, KubeError, resource_path
-from flux_azdo.sandbox.flux.components import SOURCE_CONTROLLER, Components, ControllerRuntime
+from flux_azdo.sandbox.flux.cluster import JSON
+from flux_azdo.sandbox.flux.components import SOURCE_CONTROLLER, ControllerRuntime
 from flux_azdo.sandbox.flux.conditions import READY, SUCCEEDED, Conditions
-from flux_azdo.sandbox.flux.durations import parse_duration
+from flux_azdo.sandbox.flux.durations import duration_seconds
 from flux_azdo.sandbox.flux.errors import ReconcileError
-from flux_azdo.sandbox.flux.events import NORMAL, WARNING, EventRecorder
+from flux_azdo.sandbox.flux.events import NORMAL, WARNING
 from flux_azdo.sandbox.flux.gitauth import CredentialResolver, GitAuth
 from flux_azdo.sandbox.flux.gitfetch import Commit, GitCancelled, GitError, GitFetcher, Reference
-from flux_azdo.sandbox.flux.informer import Informer, Key
-from flux_azdo.sandbox.flux.options import SimulatorOptions
-from flux_azdo.sandbox.flux.reconciling import Finalizers, RequeuePolicy, changed_for_reconcile, requested_at
-from flux_azdo.sandbox.flux.storage import ArtifactStorage
-from flux_azdo.sandbox.flux.workqueue import WorkQueue
-
-log = logging.getLogger(__name__)
+from flux_azdo.sandbox.flux.informer import Key
+from flux_azdo.sandbox.flux.reconciling import ControllerContext, ToolkitReconciler, requested_at
 
 GROUP = "source.toolkit.fluxcd.io"
 KIND = "GitRepository"
 PLURAL = "gitrepositories"
-VERSIONS = ("v1", "v1beta2")
 
 ARTIFACT_IN_STORAGE = "ArtifactInStorage"
 ARTIFACT_OUTDATED = "ArtifactOutdated"
@@ -48,95 +40,29 @@ STORAGE_OPERATION_FAILED = "StorageOperationFailed"
 GIT_OPERATION_FAILED = "GitOperationFailed"
 EMPTY_REPOSITORY = "EmptyGitRepository"
 
+#: source-controller's defaults when `spec.interval` / `spec.timeout` are unset or invalid.
+DEFAULT_INTERVAL = 60.0
+DEFAULT_TIMEOUT = 60.0
 
-class GitRepositoryController:
+
+class GitRepositoryController(ToolkitReconciler):
     """Reconciles GitRepositories while a source-controller Deployment is Available."""
 
-    def __init__(
-        self,
-        cluster: Cluster,
-        events: EventRecorder,
-        components: Components,
-        storage: ArtifactStorage,
-        fetcher: GitFetcher,
-        options: SimulatorOptions,
-    ) -> None:
-        self._cluster = cluster
-        self._events = events
-        self._components = components
-        self._storage = storage
+    group = GROUP
+    kind = KIND
+    plural = PLURAL
+    component = SOURCE_CONTROLLER
+
+    def __init__(self, context: ControllerContext, fetcher: GitFetcher) -> None:
+        super().__init__(context)
         self._fetcher = fetcher
-        self._credentials = CredentialResolver(cluster, options)
-        self._policy = RequeuePolicy(options)
-        self._finalizers = Finalizers(cluster)
-        self.queue = WorkQueue("gitrepositories", self.reconcile)
-        self.informer: Informer | None = None
-        self._seen: dict[Key, tuple[object, ...]] = {}
-        self._lock = threading.Lock()
-        components.subscribe(SOURCE_CONTROLLER, self.enqueue_all)
+        self._credentials = CredentialResolver(context.cluster, context.options)
 
-    def list_paths(self) -> list[str]:
-        return [resource_path(f"{GROUP}/{version}", PLURAL) for version in VERSIONS]
+    def release(self, namespace: str, name: str) -> None:
+        self._storage.remove(KIND, namespace, name)
 
-    def enqueue_all(self) -> None:
-        if self.informer is not None:
-            for obj in self.informer.items():
-                metadata = obj.get("metadata") or {}
-                self.queue.add((str(metadata.get("namespace")), str(metadata.get("name"))))
-
-    def on_event(self, kind: str, obj: JSON) -> None:
-        metadata = obj.get("metadata") or {}
-        key = (str(metadata.get("namespace")), str(metadata.get("name")))
-        with self._lock:
-            if kind == "DELETED":
-                self._seen.pop(key, None)
-                self.queue.add(key)
-                return
-            fingerprint = changed_for_reconcile(obj)
-            if self._seen.get(key) == fingerprint:
-                return
-            self._seen[key] = fingerprint
-        self.queue.add(key)
-
-    # -- reconcile --------------------------------------------------------------------------------------------
-
-    def _path(self, namespace: str, name: str) -> str:
-        base = (self.informer.path if self.informer and self.informer.path else self.list_paths()[0]).rsplit("/", 1)[0]
-        return f"{base}/namespaces/{namespace}/{PLURAL}/{name}"
-
-    def reconcile(self, key: Key) -> float | None:
-        """One reconcile; an API error (a conflict on the finalizer, a server hiccup) means a retry with back-off."""
-        try:
-            return self._reconcile_key(key)
-        except KubeError as error:
-            if error.not_found:
-                return None
-            log.debug("GitRepository %s/%s: %s", *key, error)
-            return self._policy.failure(key, 60.0)
-
-    def _reconcile_key(self, key: Key) -> float | None:
-        runtime = self._components.runtime(SOURCE_CONTROLLER)
-        namespace, name = key
-        if runtime is None or not runtime.watches(namespace):
-            return None
-        path = self._path(namespace, name)
-        obj = self._cluster.get(path)
-        if obj is None:
-            self._storage.remove(KIND, namespace, name)
-            self._policy.forget(key)
-            return None
-        metadata = obj.get("metadata") or {}
-        if metadata.get("deletionTimestamp"):
-            self._storage.remove(KIND, namespace, name)
-            self._finalizers.remove(path, obj)
-            self._policy.forget(key)
-            return None
-        if not self._finalizers.ensure(path, obj):
-            return 0.0
-        spec = obj.get("spec") or {}
-        if spec.get("suspend"):
-            return None
-        interval = self._interval(spec)
+    def reconcile_object(self, key: Key, path: str, obj: JSON, runtime: ControllerRuntime) -> float | None:
+        interval = duration_seconds((obj.get("spec") or {}).get("interval"), DEFAULT_INTERVAL)
         try:
             ok = self._reconcile(path, obj, runtime)
         except GitCancelled:
@@ -145,12 +71,6 @@ class GitRepositoryController:
             self._policy.success(key)
             return self._policy.periodic(interval)
         return self._policy.failure(key, interval)
-
-    def _interval(self, spec: JSON) -> float:
-        try:
-            return parse_duration(str(spec.get("interval") or "1m"))
-        except ValueError:
-            return 60.0
 
     def _reconcile(self, path: str, obj: JSON, runtime: ControllerRuntime) -> bool:
         metadata = obj["metadata"]
@@ -164,9 +84,9 @@ class GitRepositoryController:
         conditions.progressive("reconciliation in progress")
         if generation != observed:
             conditions.progressive(f"processing object: new generation {observed} -> {generation}")
-            self._patch(path, status, conditions)
+            self.patch_status(path, status, conditions)
         elif request is not None and request != status.get("lastHandledReconcileAt"):
-            self._patch(path, status, conditions)
+            self.patch_status(path, status, conditions)
 
         artifact = status.get("artifact")
         if artifact is not None and not self._storage.exists(artifact):
@@ -174,17 +94,17 @@ class GitRepositoryController:
             status["artifact"] = None
             conditions.delete(ARTIFACT_IN_STORAGE)
             conditions.progressive("building artifact: disappeared from storage", drift=True)
-            self._patch(path, status, conditions)
+            self.patch_status(path, status, conditions)
         elif artifact is None:
             conditions.delete(ARTIFACT_IN_STORAGE)
             conditions.progressive("building artifact", drift=True)
-            self._patch(path, status, conditions)
+            self.patch_status(path, status, conditions)
 
         auth: GitAuth | None = None
         try:
             auth = self._credentials.resolve(obj, runtime)
             reference = Reference.from_spec(spec.get("ref"))
-            timeout = self._timeout(spec)
+            timeout = duration_seconds(spec.get("timeout"), DEFAULT_TIMEOUT)
             commit = self._fetch(obj, runtime, auth, reference, timeout, artifact, conditions, path, status)
         except ReconcileError as error:
             message = _scrub(error.message, auth)
@@ -208,12 +128,6 @@ class GitRepositoryController:
             message = f"stored artifact for commit '{revision}'"
             self._events.record(obj, NORMAL, SUCCEEDED, message, component=SOURCE_CONTROLLER, annotations=annotations)
         return True
-
-    def _timeout(self, spec: JSON) -> float:
-        try:
-            return parse_duration(str(spec.get("timeout") or "60s"))
-        except ValueError:
-            return 60.0
 
     def _fetch(
         self,
@@ -259,7 +173,7 @@ class GitRepositoryController:
                 return None  # no changes since last reconciliation
             conditions.mark_true(ARTIFACT_OUTDATED, "NewRevision", f"new upstream revision '{current}'")
             conditions.progressive(f"building artifact: new upstream revision '{current}'", drift=True)
-            self._patch(path, status, conditions)
+            self.patch_status(path, status, conditions)
         checkout_root = Path(tempfile.mkdtemp(prefix=f"{namespace}-{name}-", dir=self._fetcher.work_dir))
         try:
             try:
@@ -297,13 +211,9 @@ class GitRepositoryController:
         request = requested_at(obj)
         if request is not None:
             status["lastHandledReconcileAt"] = request
-        self._patch(path, status, conditions)
+        self.patch_status(path, status, conditions)
         if failure is not None:
             self._events.record(obj, WARNING, failure[0], failure[1], component=SOURCE_CONTROLLER)
-
-    def _patch(self, path: str, status: JSON, conditions: Conditions) -> None:
-        status["conditions"] = conditions.as_list()
-        self._cluster.merge_patch(path + "/status", {"status": status})
 
 
 def _scrub(message: str, auth: GitAuth | None) -> str:

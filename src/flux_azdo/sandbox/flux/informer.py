@@ -1,9 +1,11 @@
 """List-then-watch loops, one thread per kind, like client-go's reflector feeding a store.
 
 A watch is resumed from the last resourceVersion it saw; `410 Expired` (as an HTTP status or an ERROR event)
-means the server forgot that version, so the loop lists again and reports what changed meanwhile. Watches
-ask for a short `timeoutSeconds`, and `stop()` also shuts the open stream, so a stop never waits for the server.
-Kinds that the server does not serve yet (CRDs not installed) are retried until they appear.
+means the server forgot that version, so the loop lists again at once and reports what changed meanwhile.
+Kinds that the server does not serve (yet: CRDs not installed or not Established; or no longer: CRD deleted)
+count as empty and are listed again until they appear. Connection errors, a restarting or stopped server and
+repeated expiries back off exponentially up to a second, so a broken server never makes the loop spin.
+`request_stop()` shuts the open watch stream, so a stop never waits for the server.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ Key = tuple[str, str]
 #: (event type: ADDED | MODIFIED | DELETED, object)
 Handler = Callable[[str, JSON], None]
 
-WATCH_TIMEOUT_SECONDS = 5
+#: How long one watch request lasts; stop() does not depend on it (it shuts the stream), so it can be long.
+WATCH_TIMEOUT_SECONDS = 60
+#: Seconds added to the read timeout beyond timeoutSeconds before a silent connection counts as dead.
+WATCH_GRACE_SECONDS = 10.0
+FIRST_RETRY_SECONDS = 0.1
+MAX_RETRY_SECONDS = 1.0
 
 
 def key_of(obj: JSON) -> Key:
@@ -82,26 +89,35 @@ class Informer:
     # -- loop -----------------------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        delay = 0.1
+        failures = 0  # attempts in a row that ended before a watch ran its course
         while not self._stopping.is_set():
             try:
                 version = self._relist()
-                delay = 0.1
-                while not self._stopping.is_set():
-                    version = self._watch(version)
+                if version is None:
+                    failures += 1  # not served: look again later
+                else:
+                    while not self._stopping.is_set():
+                        resumed = self._watch(version)
+                        # A stream that ended without a single event (a quiet timeout, or a server that closes
+                        # watches at once) is watched again after a pause: never a tight loop.
+                        failures = 0 if resumed != version else failures + 1
+                        version = resumed
+                        if failures:
+                            self._stopping.wait(retry_delay(failures))
             except WatchExpired:
-                continue
-            except KubeError as error:
-                if not error.not_found:
-                    log.debug("%s: %s", self.name, error)
-            except Exception as error:  # connection reset, server restarting: the next list recovers
+                failures += 1
+                if failures == 1:
+                    continue  # list again right away, as client-go does; expiring again at once backs off
+            except Exception as error:  # KubeError, unreachable server, a malformed stream: list again later
+                failures += 1
                 if not self._stopping.is_set():
                     log.debug("%s: %s", self.name, error)
-            self._stopping.wait(delay)
-            delay = min(delay * 2, 1.0)
+            self._stopping.wait(retry_delay(failures))
 
-    def _relist(self) -> str:
-        document, path = self._list()
+    def _relist(self) -> str | None:
+        """Replace the store with a fresh list; the list's resourceVersion, or None when the kind is not served."""
+        listed = self._list()
+        document, path = listed if listed is not None else ({}, None)
         self.path = path
         fresh = {key_of(item): item for item in document.get("items") or []}
         with self._lock:
@@ -116,20 +132,18 @@ class Informer:
                 self._emit("ADDED", obj)
             elif _version(old) != _version(obj):
                 self._emit("MODIFIED", obj)
+        if listed is None:
+            return None
         self.synced.set()
         return str((document.get("metadata") or {}).get("resourceVersion") or "")
 
-    def _list(self) -> tuple[JSON, str]:
-        last: KubeError | None = None
+    def _list(self) -> tuple[JSON, str] | None:
+        """The first served path's list (e.g. v1 before v1beta2 of a CRD), or None when none is served."""
         for path in self._paths:
-            try:
-                return self._cluster.request("GET", path), path
-            except KubeError as error:
-                if not error.not_found:
-                    raise
-                last = error
-        assert last is not None
-        raise last
+            document = self._cluster.get(path)
+            if document is not None:
+                return document, path
+        return None
 
     def _watch(self, version: str) -> str:
         assert self.path is not None
@@ -141,7 +155,8 @@ class Informer:
         if version:
             query.append(("resourceVersion", version))
         try:
-            response = self._cluster.open("GET", self.path, query=query, timeout=(5.0, WATCH_TIMEOUT_SECONDS + 10.0))
+            timeout = (5.0, WATCH_TIMEOUT_SECONDS + WATCH_GRACE_SECONDS)
+            response = self._cluster.open("GET", self.path, query=query, timeout=timeout)
         except KubeError as error:
             if error.status == 410:
                 raise WatchExpired() from None
@@ -180,6 +195,11 @@ class Informer:
             self._handler(kind, obj)
         except Exception:
             log.exception("%s: handler failed for %s %s", self.name, kind, key_of(obj))
+
+
+def retry_delay(failures: int) -> float:
+    """Exponential back-off: 0.1 s after the first failure, doubling, never more than a second."""
+    return min(FIRST_RETRY_SECONDS * 2.0 ** max(failures - 1, 0), MAX_RETRY_SECONDS)
 
 
 def _version(obj: JSON) -> str:

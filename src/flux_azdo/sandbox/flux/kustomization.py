@@ -15,44 +15,33 @@ controller's source watch does.
 
 from __future__ import annotations
 
-import logging
 import posixpath
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from flux_azdo.sandbox.flux.cluster import JSON, Cluster, KubeError, resource_path
-from flux_azdo.sandbox.flux.components import KUSTOMIZE_CONTROLLER, Components
+from flux_azdo.sandbox.flux.cluster import JSON, KubeError, resource_path
+from flux_azdo.sandbox.flux.components import KUSTOMIZE_CONTROLLER, ControllerRuntime
 from flux_azdo.sandbox.flux.conditions import PROGRESSING, READY, RECONCILING, Conditions
-from flux_azdo.sandbox.flux.durations import format_duration, parse_duration
+from flux_azdo.sandbox.flux.durations import duration_seconds, format_duration
 from flux_azdo.sandbox.flux.errors import ReconcileError
-from flux_azdo.sandbox.flux.events import NORMAL, WARNING, EventRecorder
+from flux_azdo.sandbox.flux.events import NORMAL, WARNING
 from flux_azdo.sandbox.flux.gitrepository import GROUP as SOURCE_GROUP
 from flux_azdo.sandbox.flux.gitrepository import PLURAL as SOURCE_PLURAL
-from flux_azdo.sandbox.flux.informer import Informer, Key
-from flux_azdo.sandbox.flux.options import SimulatorOptions
-from flux_azdo.sandbox.flux.reconciling import (
-    DEPENDENCY_REQUEUE,
-    Finalizers,
-    RequeuePolicy,
-    changed_for_reconcile,
-    requested_at,
-)
-from flux_azdo.sandbox.flux.storage import ArtifactStorage
-from flux_azdo.sandbox.flux.workqueue import WorkQueue
-
-log = logging.getLogger(__name__)
+from flux_azdo.sandbox.flux.informer import Key
+from flux_azdo.sandbox.flux.reconciling import DEPENDENCY_REQUEUE, ControllerContext, ToolkitReconciler, requested_at
 
 GROUP = "kustomize.toolkit.fluxcd.io"
 KIND = "Kustomization"
 PLURAL = "kustomizations"
-VERSIONS = ("v1", "v1beta2")
 
 ARTIFACT_FAILED = "ArtifactFailed"
 DEPENDENCY_NOT_READY = "DependencyNotReady"
 RECONCILIATION_SUCCEEDED = "ReconciliationSucceeded"
+
+#: kustomize-controller's default when `spec.interval` is unset or invalid.
+DEFAULT_INTERVAL = 600.0
 
 
 class _Requeue(Exception):
@@ -66,53 +55,18 @@ class _Requeue(Exception):
         self.event = event
 
 
-class KustomizationController:
+class KustomizationController(ToolkitReconciler):
     """Reconciles Kustomizations while a kustomize-controller Deployment is Available."""
 
-    def __init__(
-        self,
-        cluster: Cluster,
-        events: EventRecorder,
-        components: Components,
-        storage: ArtifactStorage,
-        work_dir: Path,
-        options: SimulatorOptions,
-    ) -> None:
-        self._cluster = cluster
-        self._events = events
-        self._components = components
-        self._storage = storage
+    group = GROUP
+    kind = KIND
+    plural = PLURAL
+    component = KUSTOMIZE_CONTROLLER
+
+    def __init__(self, context: ControllerContext, work_dir: Path) -> None:
+        super().__init__(context)
         self._work_dir = work_dir
-        self._policy = RequeuePolicy(options)
-        self._finalizers = Finalizers(cluster)
-        self.queue = WorkQueue("kustomizations", self.reconcile)
-        self.informer: Informer | None = None
-        self._seen: dict[Key, tuple[object, ...]] = {}
         self._source_revisions: dict[Key, str | None] = {}
-        self._lock = threading.Lock()
-        components.subscribe(KUSTOMIZE_CONTROLLER, self.enqueue_all)
-
-    def list_paths(self) -> list[str]:
-        return [resource_path(f"{GROUP}/{version}", PLURAL) for version in VERSIONS]
-
-    def enqueue_all(self) -> None:
-        if self.informer is not None:
-            for obj in self.informer.items():
-                metadata = obj.get("metadata") or {}
-                self.queue.add((str(metadata.get("namespace")), str(metadata.get("name"))))
-
-    def on_event(self, kind: str, obj: JSON) -> None:
-        metadata = obj.get("metadata") or {}
-        key = (str(metadata.get("namespace")), str(metadata.get("name")))
-        with self._lock:
-            if kind == "DELETED":
-                self._seen.pop(key, None)
-                return
-            fingerprint = changed_for_reconcile(obj)
-            if self._seen.get(key) == fingerprint:
-                return
-            self._seen[key] = fingerprint
-        self.queue.add(key)
 
     def on_source_event(self, kind: str, source: JSON) -> None:
         """A GitRepository's artifact revision changed: reconcile the Kustomizations that read it."""
@@ -134,47 +88,17 @@ class KustomizationController:
 
     # -- reconcile --------------------------------------------------------------------------------------------
 
-    def _path(self, namespace: str, name: str) -> str:
-        base = (self.informer.path if self.informer and self.informer.path else self.list_paths()[0]).rsplit("/", 1)[0]
-        return f"{base}/namespaces/{namespace}/{PLURAL}/{name}"
+    def release(self, namespace: str, name: str) -> None:
+        """Nothing to drop: kustomize-controller reads source-controller's artifacts and keeps none of its own."""
 
-    def reconcile(self, key: Key) -> float | None:
-        """One reconcile; an API error (a conflict on the finalizer, a server hiccup) means a retry with back-off."""
-        try:
-            return self._reconcile_key(key)
-        except KubeError as error:
-            if error.not_found:
-                return None
-            log.debug("Kustomization %s/%s: %s", *key, error)
-            return self._policy.failure(key, 60.0)
-
-    def _reconcile_key(self, key: Key) -> float | None:
-        runtime = self._components.runtime(KUSTOMIZE_CONTROLLER)
-        namespace, name = key
-        if runtime is None or not runtime.watches(namespace):
-            return None
-        path = self._path(namespace, name)
-        obj = self._cluster.get(path)
-        if obj is None:
-            self._policy.forget(key)
-            return None
-        metadata = obj.get("metadata") or {}
-        if metadata.get("deletionTimestamp"):
-            self._finalizers.remove(path, obj)
-            self._policy.forget(key)
-            return None
-        if not self._finalizers.ensure(path, obj):
-            return 0.0
-        spec = obj.get("spec") or {}
-        if spec.get("suspend"):
-            return None
-        interval = _seconds(spec.get("interval"), 600.0)
-        retry = _seconds(spec.get("retryInterval"), interval)
+    def reconcile_object(self, key: Key, path: str, obj: JSON, runtime: ControllerRuntime) -> float | None:
+        metadata = obj["metadata"]
+        interval, retry = _intervals(obj.get("spec") or {})
         started = time.monotonic()
         status = dict(obj.get("status") or {})
         conditions = Conditions(status.get("conditions"), int(metadata.get("generation") or 1))
         try:
-            revision = self._reconcile(path, obj, status, conditions)
+            revision = self._reconcile(path, obj, status, conditions, interval=interval, retry=retry)
         except _Requeue as requeue:
             conditions.mark_false(READY, requeue.reason, requeue.message)
             self._finish(path, obj, status, conditions)
@@ -198,10 +122,10 @@ class KustomizationController:
         )
         return self._policy.periodic(interval)
 
-    def _reconcile(self, path: str, obj: JSON, status: JSON, conditions: Conditions) -> str:
+    def _reconcile(
+        self, path: str, obj: JSON, status: JSON, conditions: Conditions, *, interval: float, retry: float
+    ) -> str:
         spec = obj.get("spec") or {}
-        interval = _seconds(spec.get("interval"), 600.0)
-        retry = _seconds(spec.get("retryInterval"), interval)
         dependency_wait = format_duration(DEPENDENCY_REQUEUE)
 
         source = self._source(obj, retry)
@@ -218,7 +142,7 @@ class KustomizationController:
         conditions.mark_true(
             RECONCILING, PROGRESSING, f"Fetching manifests for revision {revision} with a timeout of {timeout}"
         )
-        self._patch(path, status, conditions)
+        self.patch_status(path, status, conditions)
 
         if not self._storage.exists(artifact):
             raise _Requeue(
@@ -247,7 +171,7 @@ class KustomizationController:
         conditions.mark_true(
             RECONCILING, PROGRESSING, f"Building manifests for revision {revision} with a timeout of {timeout}"
         )
-        self._patch(path, status, conditions)
+        self.patch_status(path, status, conditions)
         status["lastAppliedRevision"] = revision
         conditions.mark_true(READY, RECONCILIATION_SUCCEEDED, f"Applied revision: {revision}")
         return revision
@@ -283,7 +207,7 @@ class KustomizationController:
             name = str(dependency.get("name") or "")
             namespace = str(dependency.get("namespace") or metadata.get("namespace"))
             label = f"{namespace}/{name}"
-            other = self._cluster.get(self._path(namespace, name))
+            other = self._cluster.get(self.object_path(namespace, name))
             problem: str | None = None
             if other is None:
                 problem = f"dependency '{label}' not found: {PLURAL}.{GROUP} \"{name}\" not found"
@@ -316,11 +240,7 @@ class KustomizationController:
             status["observedGeneration"] = int(metadata.get("generation") or 1)
         elif conditions.is_false(READY):
             conditions.retrying()
-        self._patch(path, status, conditions)
-
-    def _patch(self, path: str, status: JSON, conditions: Conditions) -> None:
-        status["conditions"] = conditions.as_list()
-        self._cluster.merge_patch(path + "/status", {"status": status})
+        self.patch_status(path, status, conditions)
 
     def _event(
         self,
@@ -340,18 +260,15 @@ class KustomizationController:
         )
 
 
-def _seconds(value: object, default: float) -> float:
-    if not value:
-        return default
-    try:
-        return parse_duration(str(value))
-    except ValueError:
-        return default
+def _intervals(spec: JSON) -> tuple[float, float]:
+    """`spec.interval` (10 minutes when unset) and `spec.retryInterval` (the interval when unset)."""
+    interval = duration_seconds(spec.get("interval"), DEFAULT_INTERVAL)
+    return interval, duration_seconds(spec.get("retryInterval"), interval)
 
 
 def _timeout(spec: JSON, interval: float) -> float:
     """`GetTimeout`: spec.timeout, else interval minus 30 s, never under 30 s."""
-    duration = _seconds(spec.get("timeout"), interval - 30.0)
+    duration = duration_seconds(spec.get("timeout"), interval - 30.0)
     return max(duration, 30.0)
 
 

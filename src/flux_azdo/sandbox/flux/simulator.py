@@ -13,9 +13,9 @@ processes, joins every thread, closes the API client and removes what it wrote u
 from __future__ import annotations
 
 import contextlib
-import logging
 import shutil
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 
@@ -28,11 +28,12 @@ from flux_azdo.sandbox.flux.gitrepository import GitRepositoryController
 from flux_azdo.sandbox.flux.informer import Informer
 from flux_azdo.sandbox.flux.kustomization import KustomizationController
 from flux_azdo.sandbox.flux.options import SimulatorOptions
+from flux_azdo.sandbox.flux.reconciling import ControllerContext
 from flux_azdo.sandbox.flux.storage import ArtifactStorage
 from flux_azdo.sandbox.flux.workqueue import WorkQueue
 
-log = logging.getLogger(__name__)
-
+#: Upper bound for joining all threads together. They normally end within milliseconds (streams are shut, git
+#: is killed, queues are woken); the bound only matters when a request to a hung API server is in flight.
 JOIN_TIMEOUT = 2.0
 
 
@@ -90,8 +91,9 @@ class FluxSimulator:
         self._fetcher = fetcher
 
         deployments = DeploymentSimulator(cluster, events, self.options)
-        sources = GitRepositoryController(cluster, events, components, storage, fetcher, self.options)
-        kustomizations = KustomizationController(cluster, events, components, storage, build_dir, self.options)
+        context = ControllerContext(cluster, events, components, storage, self.options)
+        sources = GitRepositoryController(context, fetcher)
+        kustomizations = KustomizationController(context, build_dir)
         simulate = self.options.simulate_deployments
 
         def on_deployment(kind: str, obj: dict[str, object]) -> None:
@@ -134,10 +136,11 @@ class FluxSimulator:
             queue.request_stop()
         if self._fetcher is not None:
             self._fetcher.cancel_all()
+        deadline = time.monotonic() + JOIN_TIMEOUT
         for informer in self._informers:
-            informer.join(JOIN_TIMEOUT)
+            informer.join(max(deadline - time.monotonic(), 0.0))
         for queue in self._queues:
-            queue.join(JOIN_TIMEOUT)
+            queue.join(max(deadline - time.monotonic(), 0.0))
         if self._cluster is not None:
             self._cluster.close()
         for directory in self._owned_dirs:
