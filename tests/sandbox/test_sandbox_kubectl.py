@@ -66,10 +66,11 @@ def kubectl(server: KubeApiServer, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def installed(kubectl: Kubectl, components: Path) -> Path:
-    """The components applied once, server-side, as `flux bootstrap` does."""
+    """The components applied once, server-side, as `flux bootstrap` does, and their CRDs Established."""
     output = kubectl.ok("apply", "--server-side", "-f", str(components))
     lines = output.strip().splitlines()
     assert lines and all(line.endswith(" serverside-applied") for line in lines)
+    kubectl.ok("wait", "--for=condition=established", "crd", "--all", "--timeout=10s")
     return components
 
 
@@ -281,3 +282,19 @@ def test_auth_can_i_answers_from_the_user_rules(server: KubeApiServer, tmp_path:
         'error: failed to create secret secrets is forbidden: User "reader" cannot create resource "secrets" in API '
         'group "" in the namespace "flux-system"'
     )
+
+
+def test_auth_can_i_list_shows_the_rules_of_a_namespace(server: KubeApiServer, tmp_path: Path) -> None:
+    rules = [
+        AccessRule(verbs=["get", "list"], api_groups=[""], resources=["secrets"], namespaces=["flux-system"]),
+        AccessRule(verbs=["patch"], api_groups=["apps"], resources=["deployments"], resource_names=["web"]),
+    ]
+    lister = Kubectl(server, tmp_path, token=server.add_user("lister", rules))
+    listed = lister.ok("auth", "can-i", "--list", "-n", "flux-system")
+    header, *rows = listed.strip().splitlines()
+    assert header.split() == ["Resources", "Non-Resource", "URLs", "Resource", "Names", "Verbs"]
+    table = {row.split()[0]: row.split() for row in rows}
+    assert table["secrets"] == ["secrets", "[]", "[]", "[get", "list]"]
+    assert table["deployments.apps"] == ["deployments.apps", "[]", "[web]", "[patch]"]
+    elsewhere = lister.ok("auth", "can-i", "--list", "-n", "default")
+    assert "secrets" not in {row.split()[0] for row in elsewhere.strip().splitlines()[1:]}

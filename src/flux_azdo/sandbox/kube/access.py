@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from flux_azdo.sandbox.kube.errors import forbidden, unauthorized
+from flux_azdo.sandbox.kube.errors import bad_request, forbidden, unauthorized
 
 
 @dataclass(frozen=True)
@@ -180,21 +180,23 @@ def access_review(user: User, body: dict[str, Any]) -> dict[str, Any]:
         status["reason"] = (
             f'RBAC: allowed by RoleBinding "sandbox-{user.name}" of Role "sandbox-{user.name}" to User "{user.name}"'
         )
+    return _answer("SelfSubjectAccessReview", body, spec, status)
+
+
+def _answer(kind: str, body: dict[str, Any], spec: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """A review as the apiserver returns it: the request's metadata (never stored: no creationTimestamp), the
+    spec echoed, and the computed status."""
     metadata = dict(body.get("metadata") or {})
     metadata["creationTimestamp"] = None
-    return {
-        "kind": "SelfSubjectAccessReview",
-        "apiVersion": "authorization.k8s.io/v1",
-        "metadata": metadata,
-        "spec": spec,
-        "status": status,
-    }
+    return {"kind": kind, "apiVersion": "authorization.k8s.io/v1", "metadata": metadata, "spec": spec, "status": status}
 
 
 def rules_review(user: User, body: dict[str, Any]) -> dict[str, Any]:
-    """The SelfSubjectRulesReview answer (`kubectl auth can-i --list`)."""
+    """The SelfSubjectRulesReview answer (`kubectl auth can-i --list`); rules are always per namespace."""
     spec = body.get("spec") or {}
-    namespace = str(spec.get("namespace", ""))
+    namespace = str(spec.get("namespace", "") or "")
+    if not namespace:
+        raise bad_request("no namespace on request")
     if user.admin:
         resource_rules = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]
         non_resource_rules = [{"verbs": ["*"], "nonResourceURLs": ["*"]}]
@@ -220,15 +222,8 @@ def rules_review(user: User, body: dict[str, Any]) -> dict[str, Any]:
         non_resource_rules = [
             {"verbs": ["get"], "nonResourceURLs": [path + suffix for path in PUBLIC_PATHS for suffix in ("", "/*")]}
         ]
-    metadata = dict(body.get("metadata") or {})
-    metadata["creationTimestamp"] = None
-    return {
-        "kind": "SelfSubjectRulesReview",
-        "apiVersion": "authorization.k8s.io/v1",
-        "metadata": metadata,
-        "spec": spec,
-        "status": {"resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": False},
-    }
+    status = {"resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": False}
+    return _answer("SelfSubjectRulesReview", body, spec, status)
 
 
 def self_review(user: User) -> dict[str, Any]:

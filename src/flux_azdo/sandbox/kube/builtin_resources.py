@@ -69,12 +69,12 @@ def builtin_types(allocator: defaulting.ClusterIPAllocator) -> list[ResourceType
         _kind("", "secrets", "Secret", True, defaulter=defaulting.secret),
         _kind(
             "", "serviceaccounts", "ServiceAccount", True, short_names=("sa",),
-            structure=_root(struct(secrets=list_map("name"))),
+            structure=_root(struct(secrets=list_map("name"))), returns_object_on_delete=True,
         ),
         _kind(
             "", "services", "Service", True, short_names=("svc",), categories=("all",), subresources=("status",),
             structure=_root(struct(spec=service_spec, status=struct(conditions=CONDITIONS))),
-            defaulter=defaulting.make_service_defaulter(allocator),
+            defaulter=defaulting.make_service_defaulter(allocator), returns_object_on_delete=True,
         ),
         _kind(
             "", "pods", "Pod", True, short_names=("po",), categories=("all",), subresources=("status",),

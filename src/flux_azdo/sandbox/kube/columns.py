@@ -24,6 +24,11 @@ AGE_HELP = (
 )
 
 
+def _two_units(big: int, big_unit: str, small: int, small_unit: str) -> str:
+    """`3h20m`, or `3h` when the smaller unit is zero."""
+    return f"{big}{big_unit}{small}{small_unit}" if small else f"{big}{big_unit}"
+
+
 def human_duration(seconds: float) -> str:
     """apimachinery's `duration.HumanDuration`: the AGE column's text."""
     total = int(seconds)
@@ -35,24 +40,20 @@ def human_duration(seconds: float) -> str:
         return f"{total}s"
     minutes = total // 60
     if minutes < 10:
-        rest = total % 60
-        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
+        return _two_units(minutes, "m", total % 60, "s")
     if minutes < 180:
         return f"{minutes}m"
     hours = total // 3600
     if hours < 8:
-        rest = minutes % 60
-        return f"{hours}h{rest}m" if rest else f"{hours}h"
+        return _two_units(hours, "h", minutes % 60, "m")
     if hours < 48:
         return f"{hours}h"
     if hours < 24 * 8:
-        rest = hours % 24
-        return f"{hours // 24}d{rest}h" if rest else f"{hours // 24}d"
+        return _two_units(hours // 24, "d", hours % 24, "h")
     if hours < 24 * 365 * 2:
         return f"{hours // 24}d"
     if hours < 24 * 365 * 8:
-        days = (hours // 24) % 365
-        return f"{hours // 24 // 365}y{days}d" if days else f"{hours // 24 // 365}y"
+        return _two_units(hours // 24 // 365, "y", (hours // 24) % 365, "d")
     return f"{hours // 24 // 365}y"
 
 

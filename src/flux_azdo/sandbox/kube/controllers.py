@@ -1,6 +1,8 @@
 """The controllers a cluster runs without being asked, as one background thread woken by every write.
 
 - Every new namespace gets a `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap.
+- CRD naming and establishing (`crds`): `crd_establish_delay` seconds after a CRD is created (or renamed) its
+  names are accepted, it becomes `Established` and its kind is served; until then its objects are 404.
 - Namespace lifecycle (`namespaces`): a deleted namespace terminates, then disappears.
 - Garbage collection (`garbage`): a deleted CRD takes its objects along; `foregroundDeletion` and `orphan`
   finalizers; dependents whose owners are all gone.
@@ -11,9 +13,10 @@ They write through the store as the real controllers write through the API, so c
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
-from flux_azdo.sandbox.kube import garbage, namespaces
+from flux_azdo.sandbox.kube import crds, garbage, managed, namespaces
 from flux_azdo.sandbox.kube.calls import CRD_KEY, NAMESPACE_KEY
 from flux_azdo.sandbox.kube.errors import JsonObj
 from flux_azdo.sandbox.kube.managed import now_text
@@ -27,16 +30,29 @@ ROOT_CA_DESCRIPTION = (
 )
 
 
+def _due_key(crd: JsonObj) -> tuple[str, int]:
+    """A CRD awaiting its names, by uid and generation (a renamed CRD waits again)."""
+    metadata = crd["metadata"]
+    return (str(metadata.get("uid", "")), int(metadata.get("generation", 1) or 1))
+
+
 class LifecycleController:
-    def __init__(self, api: Api, registry: Registry, ca_pem: bytes | None) -> None:
+    def __init__(
+        self, api: Api, registry: Registry, ca_pem: bytes | None, *, crd_establish_delay: float = 0.05
+    ) -> None:
         self.api = api
         self.store = api.store
         self.registry = registry
         self.ca_pem = ca_pem
+        self.crd_establish_delay = crd_establish_delay
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._seen_namespaces: set[str] = set()
+        #: When each CRD awaiting its names (by uid and generation) is due to be established (monotonic time).
+        self._crds_due: dict[tuple[str, int], float] = {}
+        #: The earliest such time, so the loop wakes up for it without a write to poke it.
+        self._next_due: float | None = None
 
     def start(self) -> None:
         self._stopping.clear()
@@ -55,7 +71,8 @@ class LifecycleController:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            self._wake.wait()
+            due = self._next_due
+            self._wake.wait(None if due is None else max(0.0, due - time.monotonic()))
             self._wake.clear()
             if self._stopping.is_set():
                 return
@@ -67,6 +84,7 @@ class LifecycleController:
     def sync(self) -> None:
         """Pass over everything until a pass changes nothing (bounded, in case two objects fight)."""
         with self.store.lock:
+            self._next_due = None
             for _ in range(100):
                 if not self._step():
                     return
@@ -85,9 +103,36 @@ class LifecycleController:
         for crd in self.store.objects(CRD_KEY):
             if crd["metadata"].get("deletionTimestamp"):
                 progress |= garbage.cleanup_crd(self.api, self.registry, crd)
+            else:
+                progress |= self._establish(crd)
+        live = {_due_key(crd) for crd in self.store.objects(CRD_KEY)}
+        for forgotten in set(self._crds_due) - live:
+            del self._crds_due[forgotten]
         progress |= garbage.finalize_owners(self.api, self.registry)
         progress |= garbage.collect_orphans(self.api, self.registry)
         return progress
+
+    def _establish(self, crd: JsonObj) -> bool:
+        """The naming and establishing controllers: accept the names once the CRD's delay has passed."""
+        if crds.settled(crd) or crds.check(crd):
+            return False
+        metadata = crd["metadata"]
+        key = _due_key(crd)
+        now = time.monotonic()
+        due = self._crds_due.setdefault(key, now + self.crd_establish_delay)
+        if now < due:
+            self._next_due = due if self._next_due is None else min(self._next_due, due)
+            return False
+        del self._crds_due[key]
+        resource = self.registry.get(*CRD_KEY)
+        assert resource is not None
+        new = {**crd, "status": crds.established_status(crd)}
+        writer = managed.Writer.of("kube-apiserver", resource.api_version("v1"), managed.SCOPE_STATUS)
+        managers = managed.update(crd, new, resource.structure, writer)
+        new["metadata"] = {**metadata, "managedFields": managed.encode(managers)}
+        stored = self.store.put(CRD_KEY, new, crd)
+        self.api.on_change(resource, stored)
+        return True
 
     def _system_create(self, resource: ResourceType | None, obj: JsonObj) -> bool:
         if resource is None:

@@ -1,7 +1,11 @@
 """CustomResourceDefinitions: checks, the status the apiextensions controllers write, and the resource they serve.
 
-A real cluster accepts the names, marks the CRD `NamesAccepted` and `Established` and starts serving the kind a
-moment later; here that happens in the same write, so `kubectl wait --for=condition=established` returns at once.
+As in a real cluster, a new CRD is stored with only `status.storedVersions` (its storage version); a moment later
+the naming and establishing controllers (here `LifecycleController`) accept its names, mark it `NamesAccepted`
+and `Established`, and only then is its kind served, so clients must wait for `Established` (`kubectl wait
+--for=condition=established`) before creating objects of it. Every write of the spec adds the storage version
+to `storedVersions`; an update whose `spec.versions` drops a version still listed there is refused (422), and
+only a write to `/status` (what `flux migrate` does after rewriting the objects) may trim that list.
 """
 
 from __future__ import annotations
@@ -66,10 +70,41 @@ def _condition(kind: str, status: str, reason: str, message: str, previous: list
     }
 
 
-def established_status(crd: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
-    spec = crd["spec"]
-    names = dict(spec["names"])
-    accepted = {
+def initial_status(crd: dict[str, Any]) -> dict[str, Any]:
+    """The status a CRD is created with: nothing accepted yet, its storage version stored."""
+    return {"acceptedNames": {"plural": "", "kind": ""}, "storedVersions": [storage_version(crd)]}
+
+
+def storage_version(crd: dict[str, Any]) -> str:
+    return str(next(v["name"] for v in crd["spec"]["versions"] if v.get("storage")))
+
+
+def with_storage_version(crd: dict[str, Any]) -> None:
+    """A spec write records the (possibly new) storage version in `status.storedVersions`, in place."""
+    status = crd.setdefault("status", {})
+    stored = list(status.get("storedVersions") or [])
+    storage = storage_version(crd)
+    if storage not in stored:
+        stored.append(storage)
+    status["storedVersions"] = stored
+
+
+def check_stored_versions(crd: dict[str, Any]) -> list[FieldError]:
+    """ValidateCustomResourceDefinitionStoredVersions: every stored version must still be in spec.versions."""
+    stored = list((crd.get("status") or {}).get("storedVersions") or [])
+    if not stored:
+        return [invalid_value("status.storedVersions", "[]", "must have at least one stored version")]
+    declared = {str(v.get("name")) for v in crd["spec"]["versions"] if isinstance(v, dict)}
+    return [
+        invalid_value(f"status.storedVersions[{index}]", version, "must appear in spec.versions")
+        for index, version in enumerate(stored)
+        if version not in declared
+    ]
+
+
+def _wanted_names(crd: dict[str, Any]) -> dict[str, Any]:
+    names = dict(crd["spec"]["names"])
+    accepted: dict[str, Any] = {
         "plural": names["plural"],
         "singular": names.get("singular") or str(names["kind"]).lower(),
         "kind": names["kind"],
@@ -78,22 +113,47 @@ def established_status(crd: dict[str, Any], old: dict[str, Any] | None) -> dict[
     for optional in ("shortNames", "categories"):
         if names.get(optional):
             accepted[optional] = list(names[optional])
-    previous = ((old or {}).get("status") or {}).get("conditions") or []
-    stored = list(((old or {}).get("status") or {}).get("storedVersions") or [])
-    storage = next(v["name"] for v in spec["versions"] if v.get("storage"))
-    if storage not in stored:
-        stored.append(storage)
+    return accepted
+
+
+def _true(crd: dict[str, Any], kind: str) -> bool:
+    conditions = (crd.get("status") or {}).get("conditions") or []
+    return any(isinstance(c, dict) and c.get("type") == kind and c.get("status") == "True" for c in conditions)
+
+
+def is_established(crd: dict[str, Any]) -> bool:
+    return _true(crd, "Established")
+
+
+def settled(crd: dict[str, Any]) -> bool:
+    """Whether the naming and establishing controllers have nothing left to do for this CRD."""
+    accepted = (crd.get("status") or {}).get("acceptedNames")
+    return _true(crd, "NamesAccepted") and is_established(crd) and accepted == _wanted_names(crd)
+
+
+def established_status(crd: dict[str, Any]) -> dict[str, Any]:
+    """The status after the naming and establishing controllers ran: names accepted, kind served."""
+    status = crd.get("status") or {}
+    previous = list(status.get("conditions") or [])
     conditions = [
         _condition("NamesAccepted", "True", "NoConflicts", "no conflicts found", previous),
         _condition("Established", "True", "InitialNamesAccepted", "the initial names have been accepted", previous),
     ]
-    if (crd.get("metadata") or {}).get("deletionTimestamp"):
-        conditions.append(
-            _condition(
-                "Terminating", "True", "InstanceDeletionInProgress", "CustomResource deletion is in progress", previous
-            )
-        )
-    return {"conditions": conditions, "acceptedNames": accepted, "storedVersions": stored}
+    conditions += [c for c in previous if isinstance(c, dict) and c.get("type") not in ("NamesAccepted", "Established")]
+    stored = list(status.get("storedVersions") or [storage_version(crd)])
+    return {"conditions": conditions, "acceptedNames": _wanted_names(crd), "storedVersions": stored}
+
+
+def terminating_status(crd: dict[str, Any]) -> dict[str, Any]:
+    """The status once deleted: the finalizer controller adds `Terminating` while it removes the objects."""
+    status = dict(crd.get("status") or {})
+    previous = list(status.get("conditions") or [])
+    terminating = _condition(
+        "Terminating", "True", "InstanceDeletionInProgress", "CustomResource deletion is in progress", previous
+    )
+    status["conditions"] = [c for c in previous if isinstance(c, dict) and c.get("type") != "Terminating"]
+    status["conditions"].append(terminating)
+    return status
 
 
 def resource_type(crd: dict[str, Any]) -> ResourceType:

@@ -13,9 +13,10 @@ from typing import Any
 
 import yaml
 
-from flux_azdo.sandbox.kube import errors, protobuf, schema
-from flux_azdo.sandbox.kube.calls import Call
+from flux_azdo.sandbox.kube import errors, gotypes, protobuf, schema
+from flux_azdo.sandbox.kube.calls import STRATEGIC_PATCH, Call
 from flux_azdo.sandbox.kube.errors import JsonObj
+from flux_azdo.sandbox.kube.fieldsets import path_text
 
 
 class _YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
@@ -104,16 +105,92 @@ def check_patch_options(call: Call, apply: bool) -> None:
         raise errors.invalid("meta.k8s.io", "PatchOptions", "", problems)
 
 
-def check_apply_fits_schema(call: Call, config: JsonObj) -> None:
-    """An applied configuration of a custom kind must fit its schema: structured-merge-diff refuses the rest."""
+def check_body_types(call: Call, obj: JsonObj) -> None:
+    """A JSON or YAML body of a built-in kind must decode into its Go struct (400 with Go's decoder text)."""
     resource = call.resource
-    undeclared = schema.prune(copy.deepcopy(config), resource.schemas.get(call.version) or {})
-    if not undeclared:
+    if resource.custom or resource.virtual or call.content_type == protobuf.CONTENT_TYPE:
         return
-    problems = [f".{path}: field not declared in schema" for path in undeclared]
+    problem = gotypes.decode_error(resource.kind, obj)
+    if problem is not None:
+        kind, version = resource.kind, call.version
+        raise errors.bad_request(f'{kind} in version "{version}" cannot be handled as a {kind}: {problem}')
+
+
+def check_patched_types(call: Call, patched: JsonObj, document: object) -> None:
+    """A patched built-in object must decode into its Go struct: 422 on the `patch` field, as the patcher says.
+
+    JSON and merge patches show the whole patched object (JSON); strategic merge patches show the patch itself
+    (Go's `%+v`) and the unstructured converter's text.
+    """
+    resource = call.resource
+    if resource.custom:
+        return
+    if call.content_type == STRATEGIC_PATCH:
+        problem = gotypes.convert_error(resource.kind, patched)
+        shown = gotypes.go_text(document)
+    else:
+        problem = gotypes.decode_error(resource.kind, patched)
+        shown = json.dumps(patched, sort_keys=True, separators=(",", ":"))
+    if problem is not None:
+        raise errors.invalid("", "", "", [errors.invalid_value("patch", shown, problem)])
+
+
+def check_apply_fits_schema(call: Call, config: JsonObj) -> None:
+    """An applied configuration must fit its type: structured-merge-diff refuses the rest (500).
+
+    Custom kinds: every field declared in the schema, scalars of the declared type. Built-in kinds: scalars
+    of the Go field types.
+    """
+    resource = call.resource
+    if resource.custom:
+        version_schema = resource.schemas.get(call.version) or {}
+        undeclared = schema.prune(copy.deepcopy(config), version_schema)
+        problems = [f".{path}: field not declared in schema" for path in undeclared]
+        problems += _schema_type_errors(config, version_schema)
+    elif gotypes.known(resource.kind):
+        problems = gotypes.apply_errors(resource.kind, config, resource.structure_for(call.version))
+    else:
+        return
+    if not problems:
+        return
     detail = problems[0] if len(problems) == 1 else "\n  ".join(["errors:", *problems])
+    # GroupVersionKind.String(): "/v1, Kind=ConfigMap" for the core group.
     where = f"{call.namespace}/{call.name}; {resource.group}/{call.version}, Kind={resource.kind}"
     raise errors.ApiError(500, "", f"failed to create typed patch object ({where}): {detail}")
+
+
+_OPENAPI_SCALARS = {"integer": "numeric", "number": "numeric", "string": "string", "boolean": "boolean"}
+
+
+def _schema_type_errors(config: JsonObj, version_schema: JsonObj) -> list[str]:
+    found: list[str] = []
+    properties = version_schema.get("properties") or {}
+    for name, value in config.items():
+        if name not in ("apiVersion", "kind", "metadata") and name in properties:
+            _schema_value(value, properties[name], ("f:" + name,), found)
+    return found
+
+
+def _schema_value(value: object, node: object, path: tuple[str, ...], out: list[str]) -> None:
+    if not isinstance(node, dict) or value is None or node.get("x-kubernetes-int-or-string"):
+        return
+    kind = node.get("type")
+    problem = None
+    if kind in _OPENAPI_SCALARS:
+        problem = gotypes.scalar_mismatch(value, _OPENAPI_SCALARS[str(kind)])
+    elif kind in ("object", "array"):
+        problem = gotypes.container_mismatch(value, "map" if kind == "object" else "list")
+    if problem is not None:
+        out.append(f"{path_text(path)}: {problem}")
+        return
+    if isinstance(value, dict):
+        properties, additional = node.get("properties") or {}, node.get("additionalProperties")
+        for name, inner in value.items():
+            sub = properties.get(name, additional if isinstance(additional, dict) else None)
+            _schema_value(inner, sub, (*path, "f:" + name), out)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _schema_value(item, node.get("items"), (*path, f"i:{index}"), out)
 
 
 def delete_options(call: Call) -> JsonObj:

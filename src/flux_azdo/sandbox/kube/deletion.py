@@ -86,5 +86,5 @@ def _mark(resource: ResourceType, old: JsonObj, finalizers: list[str]) -> JsonOb
     if resource.key == NAMESPACE_KEY:
         new.setdefault("status", {})["phase"] = "Terminating"
     if resource.key == CRD_KEY:
-        new["status"] = crds.established_status(new, old)
+        new["status"] = crds.terminating_status(new)
     return new

@@ -7,6 +7,7 @@ always reads the legacy ones. Both are generated from the same registry, so they
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flux_azdo.sandbox.kube.resources import Registry, ResourceType
@@ -25,6 +26,22 @@ VERSION_INFO = {
     "compiler": "gc",
     "platform": "linux/amd64",
 }
+
+
+_GIT_VERSION = re.compile(r"^v?(\d+)\.(\d+)(\.\d+.*)?$")
+
+
+def version_info(git_version: str) -> dict[str, str]:
+    """/version for a server of `git_version` ("v1.31.2", or "1.31.2"; a suffix such as "-eks-1" is kept).
+
+    `major` and `minor` are the numbers as strings, as the apiserver reports them; the build fields stay those
+    of the release this fake follows.
+    """
+    match = _GIT_VERSION.match(git_version)
+    if match is None:
+        raise ValueError(f"not a Kubernetes version: {git_version!r} (expected e.g. v1.32.4)")
+    major, minor, rest = match.groups()
+    return {**VERSION_INFO, "major": major, "minor": minor, "gitVersion": f"v{major}.{minor}{rest or '.0'}"}
 
 
 def aggregated_format(accept: str) -> str | None:
@@ -76,6 +93,11 @@ def _resource_entry(resource: ResourceType) -> dict[str, Any]:
         "kind": resource.kind,
         "verbs": list(resource.verbs),
     }
+    return _with_names(entry, resource)
+
+
+def _with_names(entry: dict[str, Any], resource: ResourceType) -> dict[str, Any]:
+    """Short names and categories, present only when the resource has some (legacy and aggregated alike)."""
     if resource.short_names:
         entry["shortNames"] = list(resource.short_names)
     if resource.categories:
@@ -119,10 +141,7 @@ def _aggregated_resource(resource: ResourceType, version: str) -> dict[str, Any]
         "singularResource": resource.singular,
         "verbs": list(resource.verbs),
     }
-    if resource.short_names:
-        entry["shortNames"] = list(resource.short_names)
-    if resource.categories:
-        entry["categories"] = list(resource.categories)
+    _with_names(entry, resource)
     subresources = []
     for sub in resource.subresources:
         kind = (

@@ -15,7 +15,7 @@ from typing import Any
 
 from flux_azdo.sandbox.kube.errors import ApiError
 from flux_azdo.sandbox.kube.fieldsets import FieldSet, Path, path_text
-from flux_azdo.sandbox.kube.structured import MISSING, compare, merge, remove_path, to_fieldset
+from flux_azdo.sandbox.kube.structured import MISSING, Comparison, compare, merge, remove_path, to_fieldset
 from flux_azdo.sandbox.kube.typeinfo import TypeNode
 
 #: Paths the field manager never tracks (apimachinery's strip set, plus what only deletion sets).
@@ -45,6 +45,22 @@ SCOPE_STATUS = "status"
 
 def now_text() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Writer:
+    """Who writes, through which endpoint: the manager name, the apiVersion it writes, the endpoint's scope and
+    the subresource its entry is recorded under ("status" for /status, "scale" for /scale, "" otherwise)."""
+
+    manager: str
+    api_version: str
+    scope: str
+    subresource: str = ""
+
+    @classmethod
+    def of(cls, manager: str, api_version: str, scope: str, subresource: str | None = None) -> Writer:
+        given = subresource if subresource is not None else ("status" if scope == SCOPE_STATUS else "")
+        return cls(manager, api_version, scope, given)
 
 
 @dataclass
@@ -163,23 +179,30 @@ def apply_conflict(conflicts: list[tuple[Manager, Path]]) -> ApiError:
     return ApiError(409, "Conflict", message, {"causes": causes})
 
 
+def _changes(
+    live: dict[str, Any] | None, new: dict[str, Any], node: TypeNode, scope: str
+) -> tuple[Comparison, FieldSet, FieldSet]:
+    """The comparison of `live` and `new`, and the changed and removed fields the endpoint's scope may touch."""
+    comparison = compare(live, new, node)
+    return comparison, restrict(comparison.changed(), scope), restrict(comparison.removed, scope)
+
+
+def _without(others: list[Manager], changed: FieldSet, removed: FieldSet) -> list[Manager]:
+    """Other managers lose the fields a write changed or removed; those left with nothing go."""
+    for other in others:
+        other.fields = other.fields.difference(changed).difference(removed)
+    return [other for other in others if not other.fields.empty()]
+
+
 def apply(
-    live: dict[str, Any] | None,
-    config: dict[str, Any],
-    node: TypeNode,
-    *,
-    manager: str,
-    api_version: str,
-    scope: str,
-    force: bool,
-    typed: bool = True,
+    live: dict[str, Any] | None, config: dict[str, Any], node: TypeNode, writer: Writer, *, force: bool, typed: bool
 ) -> tuple[dict[str, Any], list[Manager]]:
     """Server-side apply of `config` onto `live`: the merged object and the new managers (raises on conflict).
 
     `typed` is False for custom objects: fields pruned away leave their emptied maps behind.
     """
     managers = decode(live)
-    subresource = "status" if scope == SCOPE_STATUS else ""
+    manager, scope, subresource = writer.manager, writer.scope, writer.subresource
     mine = next(
         (m for m in managers if m.manager == manager and m.operation == "Apply" and m.subresource == subresource), None
     )
@@ -197,21 +220,17 @@ def apply(
             if owned_by_others.has(path) or owned_by_others.has_below(path) or _is_item_key(path):
                 continue
             remove_path(merged, path, node, drop_emptied=typed)
-    comparison = compare(live, merged, node)
-    changed = restrict(comparison.changed(), scope)
-    removed = restrict(comparison.removed, scope)
+    comparison, changed, removed = _changes(live, merged, node, scope)
     conflicts: list[tuple[Manager, Path]] = []
     for other in others:
         overlap = other.fields.intersection(changed)
         conflicts += [(other, path) for path in overlap.paths()]
     if conflicts and not force:
         raise apply_conflict(conflicts)
-    for other in others:
-        other.fields = other.fields.difference(changed).difference(removed)
-    others = [other for other in others if not other.fields.empty()]
+    others = _without(others, changed, removed)
     unchanged = mine is not None and comparison.empty() and _same_fields(mine.fields, config_set)
     time = mine.time if unchanged and mine is not None else now_text()
-    applied = Manager(manager, "Apply", api_version, time, subresource, config_set)
+    applied = Manager(manager, "Apply", writer.api_version, time, subresource, config_set)
     return merged, [*others, applied]
 
 
@@ -233,32 +252,15 @@ def _scoped_config(config: dict[str, Any], scope: str) -> dict[str, Any]:
     return config
 
 
-def update(
-    live: dict[str, Any] | None,
-    new: dict[str, Any],
-    node: TypeNode,
-    *,
-    manager: str,
-    api_version: str,
-    scope: str,
-) -> list[Manager]:
-    """The managers after a non-apply write by `manager` turned `live` into `new`."""
+def update(live: dict[str, Any] | None, new: dict[str, Any], node: TypeNode, writer: Writer) -> list[Manager]:
+    """The managers after a non-apply write by `writer` turned `live` into `new`."""
     managers = decode(live)
-    subresource = "status" if scope == SCOPE_STATUS else ""
-    comparison = compare(live, new, node)
-    changed = restrict(comparison.changed(), scope)
-    removed = restrict(comparison.removed, scope)
-    identity = (manager, "Update", api_version, subresource)
+    _, changed, removed = _changes(live, new, node, writer.scope)
+    identity = (writer.manager, "Update", writer.api_version, writer.subresource)
     mine = next((m for m in managers if m.identity() == identity), None)
-    result: list[Manager] = []
-    for other in managers:
-        if other is mine:
-            continue
-        other.fields = other.fields.difference(changed).difference(removed)
-        if not other.fields.empty():
-            result.append(other)
+    result = _without([other for other in managers if other is not mine], changed, removed)
     if mine is None:
-        mine = Manager(manager, "Update", api_version, now_text(), subresource, FieldSet())
+        mine = Manager(writer.manager, "Update", writer.api_version, now_text(), writer.subresource, FieldSet())
     elif not (changed.empty() and removed.empty()):
         mine.time = now_text()
     mine.fields = mine.fields.difference(removed).union(changed)

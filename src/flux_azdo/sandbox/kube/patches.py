@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from flux_azdo.sandbox.kube.equality import same_value
 from flux_azdo.sandbox.kube.errors import ApiError, bad_request
 from flux_azdo.sandbox.kube.typeinfo import LIST_MAP, LIST_SET, TypeNode
 
@@ -71,7 +72,7 @@ def _apply_operation(document: Any, operation: dict[str, Any]) -> Any:
     op = operation["op"]
     parts = _pointer(operation.get("path"))
     if op == "test":
-        if _resolve(document, parts) != operation.get("value"):
+        if not same_value(_resolve(document, parts), operation.get("value")):
             raise _PatchFailed("test failed")
         return document
     if op in ("move", "copy"):

@@ -3,8 +3,8 @@
 In the apiserver's order: keep what only the server sets (uid, creationTimestamp, resourceVersion, generation,
 deletion marks, managedFields), keep status on the main endpoint and everything but status on /status, refuse
 new finalizers during deletion, default, prune and validate custom objects against their schema (unknown fields
-warn, or fail under fieldValidation=Strict), validate built-in kinds, compute a CRD's status, and move
-`generation`.
+warn, or fail under fieldValidation=Strict) and their CEL rules, validate built-in kinds, keep a CRD's
+`storedVersions` honest, and move `generation`.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from __future__ import annotations
 import copy
 import json
 
-from flux_azdo.sandbox.kube import crds, errors, managed, schema, validation
+from flux_azdo.sandbox.kube import cel, crds, errors, managed, schema, validation
 from flux_azdo.sandbox.kube.calls import CRD_KEY, Call
+from flux_azdo.sandbox.kube.equality import same_value
 from flux_azdo.sandbox.kube.errors import FieldError, JsonObj
 from flux_azdo.sandbox.kube.resources import GENERATION_NONE, GENERATION_SPEC, ResourceType
 
@@ -46,18 +47,33 @@ def prepare(call: Call, old: JsonObj | None, candidate: JsonObj) -> JsonObj:
         version_schema = resource.schemas.get(call.version) or resource.schemas.get(resource.storage_version) or {}
         _unknown_fields(call, schema.prune(new, version_schema))
         schema.apply_defaults(new, version_schema)
-        problems += schema.validate(new, version_schema)
+        found = schema.validate(new, version_schema)
+        if any(problem.type in cel.BLOCKING_TYPES for problem in found):
+            found.append(cel.BLOCKED)
+        else:
+            found += cel.validate(new, version_schema, old)
+        problems += found
     else:
         problems += validation.validate_kind(resource.kind, new, old)
     if resource.key == CRD_KEY:
-        found = crds.check(new)
-        problems += found
-        if not found:
-            new["status"] = crds.established_status(new, old)
+        problems += _crd_status(call, old, new)
     if problems:
         raise errors.invalid(resource.group, resource.kind, name, problems)
     move_generation(resource, old, new)
     return new
+
+
+def _crd_status(call: Call, old: JsonObj | None, new: JsonObj) -> list[FieldError]:
+    """A new CRD starts with its storage version stored; a spec write adds the storage version and may not drop a
+    stored one from spec.versions. Writes to /status are taken as sent (that is how stored versions are trimmed)."""
+    found = crds.check(new)
+    if found or call.scope == managed.SCOPE_STATUS:
+        return found
+    if old is None:
+        new["status"] = crds.initial_status(new)
+        return []
+    crds.with_storage_version(new)
+    return crds.check_stored_versions(new)
 
 
 def _keep_server_fields(call: Call, old: JsonObj, new: JsonObj) -> JsonObj:
@@ -114,8 +130,9 @@ def move_generation(resource: ResourceType, old: JsonObj | None, new: JsonObj) -
         return
     previous = int(old["metadata"].get("generation", 1) or 1)
     if resource.generation == GENERATION_SPEC:
-        changed = old.get("spec") != new.get("spec")
+        changed = not same_value(old.get("spec"), new.get("spec"))
     else:
         skip = ("apiVersion", "metadata", "status")
-        changed = {k: v for k, v in old.items() if k not in skip} != {k: v for k, v in new.items() if k not in skip}
+        before = {k: v for k, v in old.items() if k not in skip}
+        changed = not same_value(before, {k: v for k, v in new.items() if k not in skip})
     metadata["generation"] = previous + 1 if changed else previous

@@ -71,6 +71,12 @@ def _fields(message: str) -> dict[int, tuple[str, str, str]]:
     return result
 
 
+@cache
+def message_fields(message: str) -> dict[str, tuple[str, str]]:
+    """JSON field name -> (type, flag) for one message; empty for messages the table does not know."""
+    return {name: (kind, flag) for name, kind, flag in _fields(message).values()}
+
+
 class _Reader:
     def __init__(self, data: bytes) -> None:
         self.data = data

@@ -28,26 +28,38 @@ from flux_azdo.sandbox.kube.calls import (
 )
 from flux_azdo.sandbox.kube.decoding import (
     check_apply_fits_schema,
+    check_body_types,
     check_identity,
     check_patch_options,
+    check_patched_types,
     check_type,
     decode_body,
     decode_patch,
     delete_options,
 )
+from flux_azdo.sandbox.kube.equality import same_value
 from flux_azdo.sandbox.kube.errors import JsonObj
 from flux_azdo.sandbox.kube.patches import json_patch, merge_patch, strategic_merge_patch
 from flux_azdo.sandbox.kube.preparation import prepare
 from flux_azdo.sandbox.kube.rendering import render, render_list, to_version
 from flux_azdo.sandbox.kube.resources import Registry, ResourceType
 from flux_azdo.sandbox.kube.scale import replicas_of, scale_of
-from flux_azdo.sandbox.kube.selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
+from flux_azdo.sandbox.kube.selectors import (
+    fields_match,
+    labels_match,
+    parse_field_selector,
+    parse_int_parameter,
+    parse_label_selector,
+)
 from flux_azdo.sandbox.kube.store import Store
 
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _UNSET_VERSION = errors.FieldError(
     "FieldValueInvalid", "metadata.resourceVersion", "Invalid value: 0x0: must be specified for an update"
 )
+
+#: The namespace lifecycle admission plugin refuses to delete these.
+IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 
 __all__ = ["CRD_KEY", "NAMESPACE_KEY", "Api", "Call", "Reply"]
 
@@ -98,7 +110,7 @@ class Api:
             except (ValueError, KeyError, TypeError) as error:
                 raise errors.bad_request(f"continue key is not valid: {error}") from error
             items = [i for i in items if (i["metadata"].get("namespace", ""), i["metadata"]["name"]) > start]
-        limit = int(call.query.get("limit") or 0)
+        limit = parse_int_parameter(call.query.get("limit")) or 0
         if 0 < limit < len(items):
             last = items[limit - 1]["metadata"]
             state = {"rv": int(list_meta["resourceVersion"]), "namespace": last.get("namespace", "")}
@@ -114,6 +126,7 @@ class Api:
         if call.name or call.subresource:
             raise errors.method_not_allowed()
         obj = decode_body(call)
+        check_body_types(call, obj)
         check_type(call, obj)
         check_identity(call, obj)
         if obj["metadata"].get("resourceVersion"):
@@ -129,7 +142,11 @@ class Api:
             raise errors.not_found("", "namespaces", namespace)
         if found["metadata"].get("deletionTimestamp"):
             reason = f"unable to create new content in namespace {namespace} because it is being terminated"
-            raise errors.forbidden(resource.group, resource.plural, name, reason)
+            error = errors.forbidden(resource.group, resource.plural, name, reason)
+            cause = {"message": f"namespace {namespace} is being terminated", "field": "metadata.namespace"}
+            assert error.details is not None
+            error.details["causes"] = [{"reason": "NamespaceTerminating", **cause}]
+            raise error
 
     def _create_object(self, call: Call, obj: JsonObj, managers: list[managed.Manager] | None) -> Reply:
         resource = call.resource
@@ -150,9 +167,7 @@ class Api:
         if managers is None:
             structure = resource.structure_for(call.version)
             api_version = resource.api_version(call.version)
-            managers = managed.update(
-                None, new, structure, manager=call.manager(), api_version=api_version, scope=call.scope
-            )
+            managers = managed.update(None, new, structure, managed.Writer.of(call.manager(), api_version, call.scope))
         new["metadata"]["managedFields"] = managed.encode(managers)
         if not new["metadata"]["managedFields"]:
             del new["metadata"]["managedFields"]
@@ -170,10 +185,12 @@ class Api:
         if call.subresource == "scale":
             with self.store.lock:
                 return self._scale_to(call, self._live(call), replicas_of(obj, call.name))
+        check_body_types(call, obj)
         check_type(call, obj)
         check_identity(call, obj)
         with self.store.lock:
             old = self._live(call)
+            _check_uid(resource, old, obj)
             given = obj["metadata"].get("resourceVersion")
             if given and given != old["metadata"]["resourceVersion"]:
                 raise errors.modified_conflict(resource.group, resource.plural, call.name)
@@ -209,8 +226,10 @@ class Api:
                 patched = strategic_merge_patch(current, document, resource.structure_for(call.version))
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patch did not produce an object")
+            check_patched_types(call, patched, document)
             check_type(call, patched)
             check_identity(call, patched)
+            _check_uid(resource, old, patched)
             given = patched["metadata"].get("resourceVersion")
             if given and given != old["metadata"]["resourceVersion"]:
                 raise errors.modified_conflict(resource.group, resource.plural, call.name)
@@ -225,23 +244,14 @@ class Api:
         check_identity(call, config)
         if config["metadata"].get("managedFields") is not None:
             raise errors.bad_request("metadata.managedFields must be nil")
-        if resource.custom:
-            check_apply_fits_schema(call, config)
+        check_apply_fits_schema(call, config)
         manager, api_version = call.query["fieldManager"], resource.api_version(call.version)
         force = call.query.get("force", "").lower() == "true"
         structure = resource.structure_for(call.version)
 
         def merged_with(live: JsonObj | None) -> tuple[JsonObj, list[managed.Manager]]:
-            return managed.apply(
-                live,
-                config,
-                structure,
-                manager=manager,
-                api_version=api_version,
-                scope=call.scope,
-                force=force,
-                typed=not resource.custom,
-            )
+            writer = managed.Writer.of(manager, api_version, call.scope)
+            return managed.apply(live, config, structure, writer, force=force, typed=not resource.custom)
 
         with self.store.lock:
             old = self.store.get(resource.key, call.namespace, call.name)
@@ -258,16 +268,15 @@ class Api:
             new["metadata"]["managedFields"] = managed.encode(managers)
             return self._commit(call, old, new)
 
-    def _write(self, call: Call, old: JsonObj, candidate: JsonObj) -> Reply:
-        """A non-apply write: the writer takes every field it changed."""
+    def _write(self, call: Call, old: JsonObj, candidate: JsonObj, subresource: str | None = None) -> Reply:
+        """A non-apply write: the writer takes every field it changed (recorded under `subresource` if given)."""
         resource = call.resource
         old_shown = to_version(resource, old, call.version)
         new = prepare(call, old_shown, candidate)
         structure = resource.structure_for(call.version)
         api_version = resource.api_version(call.version)
-        managers = managed.update(
-            old_shown, new, structure, manager=call.manager(), api_version=api_version, scope=call.scope
-        )
+        writer = managed.Writer.of(call.manager(), api_version, call.scope, subresource)
+        managers = managed.update(old_shown, new, structure, writer)
         new["metadata"]["managedFields"] = managed.encode(managers)
         return self._commit(call, old, new)
 
@@ -283,7 +292,7 @@ class Api:
             gone = self.store.remove(resource.key, metadata.get("namespace", ""), metadata["name"])
             self.on_change(resource, None)
             return render(call, gone or stored_form)
-        if stored_form == old:
+        if same_value(stored_form, old):
             return render(call, old)
         if call.dry_run:
             return render(call, stored_form)
@@ -294,7 +303,7 @@ class Api:
     def _scale_to(self, call: Call, old: JsonObj, replicas: int) -> Reply:
         candidate = copy.deepcopy(to_version(call.resource, old, call.version))
         candidate.setdefault("spec", {})["replicas"] = replicas
-        reply = self._write(call.on_main_endpoint(), old, candidate)
+        reply = self._write(call.on_main_endpoint(), old, candidate, subresource="scale")
         return Reply(200, scale_of(reply.body))
 
     # ------------------------------------------------------------------------------------------------- deleting
@@ -304,6 +313,8 @@ class Api:
         options = delete_options(call)
         with self.store.lock:
             old = self._live(call)
+            if resource.key == NAMESPACE_KEY and call.name in IMMORTAL_NAMESPACES:
+                raise errors.forbidden("", "namespaces", call.name, "this namespace may not be deleted")
             deletion.check_preconditions(resource, old, options)
             result, remains = self.delete_object(resource, old, options)
         if remains or resource.returns_object_on_delete:
@@ -340,6 +351,31 @@ class Api:
         if call.resource.plural == "selfsubjectreviews":
             return Reply(201, access.self_review(call.user))
         return Reply(201, access.rules_review(call.user, body))
+
+
+def _check_uid(resource: ResourceType, old: JsonObj, obj: JsonObj) -> None:
+    """A uid in the written object is a precondition on the stored one: 409 from storage when they differ."""
+    given = obj["metadata"].get("uid")
+    stored = old["metadata"].get("uid", "")
+    if not given or given == stored:
+        return
+    metadata = old["metadata"]
+    parts = (_storage_prefix(resource), metadata.get("namespace", ""), metadata["name"])
+    key = "/".join(part for part in parts if part)
+    cause = (
+        f"StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: "
+        f"Precondition failed: UID in precondition: {given}, UID in object meta: {stored}"
+    )
+    raise errors.conflict(resource.group, resource.plural, metadata["name"], cause)
+
+
+def _storage_prefix(resource: ResourceType) -> str:
+    """Where etcd keeps a kind (the apiserver's default `/registry` layout)."""
+    if resource.custom or resource.key == CRD_KEY:
+        return f"/registry/{resource.group}/{resource.plural}"
+    if resource.key == ("", "services"):
+        return "/registry/services/specs"
+    return f"/registry/{resource.plural}"
 
 
 def _held(resource: ResourceType, obj: JsonObj) -> bool:

@@ -3,19 +3,24 @@
 Paths are parsed like the apiserver's RequestInfo (`/api/v1/namespaces/x/secrets/y`, `/apis/g/v/...`, and the
 namespace's own `status`/`finalize`); a missing or unknown bearer token is `401 Unauthorized`; then the user's
 rules decide (403 with the real message); then discovery, OpenAPI or the resource verb answers. Watches stream
-chunked JSON lines until the client leaves, the timeout passes, or the server stops.
+chunked JSON lines until the client leaves, the timeout passes, or the server stops. Every answer is recorded in
+the request log before it is written, so a client that has its answer finds its request counted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from flux_azdo.sandbox.kube import discovery, errors, openapi, watch
 from flux_azdo.sandbox.kube.access import Attributes, User, Users, authorize
 from flux_azdo.sandbox.kube.calls import CRD_KEY, NAMESPACE_KEY, TABLE, Call, Reply, wants
 from flux_azdo.sandbox.kube.errors import ApiError
+from flux_azdo.sandbox.kube.requestlog import RequestLog, RequestRecord
 from flux_azdo.sandbox.kube.resources import Registry
 from flux_azdo.sandbox.kube.rest import Api
 from flux_azdo.sandbox.kube.transport import Handler, peer_closed
@@ -24,29 +29,80 @@ MAX_BODY = 3 * 1024 * 1024
 _TRUE = ("1", "t", "T", "true", "TRUE", "True")
 
 
+@dataclass
+class _Exchange:
+    """What is known about the request being served, filled in as routing learns it (for the request log)."""
+
+    method: str
+    path: str
+    content_type: str
+    verb: str = ""
+    user: str = ""
+    call: Call | None = None
+
+    def record(self, code: int) -> RequestRecord:
+        call = self.call
+        if call is None:
+            return RequestRecord(self.method, self.path, self.verb, user=self.user, code=code)
+        return RequestRecord(
+            self.method,
+            self.path,
+            self.verb,
+            group=call.resource.group,
+            version=call.version,
+            resource=call.resource.plural,
+            subresource=call.subresource,
+            namespace=call.namespace,
+            name=call.name,
+            user=self.user,
+            code=code,
+            dry_run=call.dry_run,
+            content_type=self.content_type,
+            review=call.resource.virtual,
+        )
+
+
 class App:
     """Routing, authentication and authorization in front of `rest.Api`."""
 
-    def __init__(self, users: Users, registry: Registry, api: Api, address: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        users: Users,
+        registry: Registry,
+        api: Api,
+        address: Callable[[], str],
+        *,
+        version_info: dict[str, Any] | None = None,
+        log: RequestLog | None = None,
+        bookmark_interval: float = watch.DEFAULT_BOOKMARK_INTERVAL,
+    ) -> None:
         self.users = users
         self.registry = registry
         self.api = api
         #: host:port as clients reach it (for /api's serverAddressByClientCIDRs).
         self.address = address
+        self.version_info = dict(version_info or discovery.VERSION_INFO)
+        self.log = log if log is not None else RequestLog()
+        self.bookmark_interval = bookmark_interval
 
     # ------------------------------------------------------------------------------------------------ plumbing
 
     def handle(self, handler: Handler) -> None:
+        content_type = handler.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        exchange = _Exchange(handler.command, urlsplit(handler.path).path, content_type)
         try:
-            self._handle(handler)
+            self._handle(handler, exchange)
         except ApiError as error:
-            self._send(handler, Reply(error.code, error.status()), list(error.headers.items()))
+            self._send(handler, exchange, Reply(error.code, error.status()), list(error.headers.items()))
         except (BrokenPipeError, ConnectionResetError):
             handler.close_connection = True
         except Exception as error:  # the real server answers 500 and keeps serving
-            self._send(handler, Reply(500, errors.internal(str(error)).status()))
+            self._send(handler, exchange, Reply(500, errors.internal(str(error)).status()))
 
-    def _send(self, handler: Handler, reply: Reply, headers: list[tuple[str, str]] | None = None) -> None:
+    def _send(
+        self, handler: Handler, exchange: _Exchange, reply: Reply, headers: list[tuple[str, str]] | None = None
+    ) -> None:
+        self.log.add(exchange.record(reply.code))
         payload = reply.raw if reply.raw is not None else json.dumps(reply.body, separators=(",", ":")).encode() + b"\n"
         handler.send_response(reply.code)
         handler.send_header("Content-Type", reply.content_type)
@@ -81,20 +137,27 @@ class App:
 
     # ------------------------------------------------------------------------------------------------- routing
 
-    def _handle(self, handler: Handler) -> None:
+    def _handle(self, handler: Handler, exchange: _Exchange) -> None:
         split = urlsplit(handler.path)
         query = {key: values[-1] for key, values in parse_qs(split.query, keep_blank_values=True).items()}
         segments = [segment for segment in split.path.split("/") if segment]
-        body = self._read_body(handler)
-        user = self.users.authenticate(handler.headers.get("Authorization"))
         method = handler.command
+        exchange.verb = "get" if method == "GET" else method.lower()
+        body = self._read_body(handler)
+        try:
+            user = self.users.authenticate(handler.headers.get("Authorization"))
+        except ApiError:
+            self._describe(handler, exchange, segments, query)
+            raise
+        exchange.user = user.name
         if not segments or segments[0] not in ("api", "apis") or self._is_discovery(segments):
-            authorize(user, Attributes(verb="get" if method == "GET" else method.lower(), path=split.path or "/"))
+            authorize(user, Attributes(verb=exchange.verb, path=split.path or "/"))
             if method not in ("GET", "HEAD"):
                 raise errors.method_not_allowed()
-            self._send(handler, self._non_resource(handler, segments, query))
+            self._send(handler, exchange, self._non_resource(handler, segments, query))
             return
         call, verb = self._route(handler, segments, query, body, user)
+        exchange.call, exchange.verb = call, verb
         namespace = call.namespace or (call.name if call.resource.key == NAMESPACE_KEY else "")
         authorize(
             user,
@@ -108,10 +171,18 @@ class App:
             ),
         )
         if verb == "watch":
-            self._watch(handler, call)
+            self._watch(handler, exchange, watch.prepare(call))
             return
         reply = self._dispatch(verb, call)
-        self._send(handler, reply, [("Warning", f"299 - {json.dumps(text)}") for text in call.warnings])
+        warnings = [("Warning", f"299 - {json.dumps(text)}") for text in call.warnings]
+        self._send(handler, exchange, reply, warnings)
+
+    def _describe(self, handler: Handler, exchange: _Exchange, segments: list[str], query: dict[str, str]) -> None:
+        """Fill in what the request addresses for the log, as the apiserver's RequestInfo knows it before authn."""
+        if not segments or segments[0] not in ("api", "apis") or self._is_discovery(segments):
+            return
+        with contextlib.suppress(ApiError):
+            exchange.call, exchange.verb = self._route(handler, segments, query, b"", User("", ()))
 
     @staticmethod
     def _is_discovery(segments: list[str]) -> bool:
@@ -123,7 +194,7 @@ class App:
         accept = handler.headers.get("Accept", "")
         path = "/" + "/".join(segments)
         if path == "/version":
-            return Reply(200, dict(discovery.VERSION_INFO))
+            return Reply(200, dict(self.version_info))
         if path in ("/healthz", "/livez", "/readyz"):
             return Reply(200, {"status": "ok"})
         if path == "/openapi/v3":
@@ -250,9 +321,10 @@ class App:
                 405, "MethodNotAllowed", "create not allowed while custom resource definition is terminating", {}
             )
 
-    def _watch(self, handler: Handler, call: Call) -> None:
+    def _watch(self, handler: Handler, exchange: _Exchange, plan: watch.WatchPlan) -> None:
+        self.log.add(exchange.record(200))
         handler.send_response(200)
-        content_type = TABLE if wants(call.accept, "Table") else "application/json"
+        content_type = TABLE if wants(plan.call.accept, "Table") else "application/json"
         handler.send_header("Content-Type", content_type)
         handler.send_header("Transfer-Encoding", "chunked")
         handler.send_header("Cache-Control", "no-cache, private")
@@ -263,10 +335,7 @@ class App:
             handler.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
             handler.wfile.flush()
 
-        try:
-            watch.stream(self.api, call, send, lambda: peer_closed(handler.connection))
-        except ApiError as error:
-            send(json.dumps({"type": "ERROR", "object": error.status()}).encode() + b"\n")
+        watch.stream(self.api, plan, send, lambda: peer_closed(handler.connection), self.bookmark_interval)
         try:
             handler.wfile.write(b"0\r\n\r\n")
             handler.wfile.flush()

@@ -2,8 +2,8 @@
 
 The apiserver prunes fields a structural schema does not declare, fills `default`s, then validates; a failure is
 `422 Invalid` with one cause per field and texts like `spec.url: Required value` or `spec.interval: Invalid
-value: "1x": spec.interval in body should match '^...$'`. CEL rules (`x-kubernetes-validations`) are not
-evaluated.
+value: "1x": spec.interval in body should match '^...$'`. CEL rules (`x-kubernetes-validations`) are evaluated
+afterwards by `cel`.
 """
 
 from __future__ import annotations

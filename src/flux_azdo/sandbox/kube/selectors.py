@@ -7,11 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flux_azdo.sandbox.kube.errors import bad_request
-
-_LABEL_KEY = re.compile(
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-)
+from flux_azdo.sandbox.kube.errors import bad_request, go_quote
+from flux_azdo.sandbox.kube.validation import label_value_problems, qualified_name_problems
 
 
 @dataclass(frozen=True)
@@ -49,6 +46,7 @@ def _split_terms(text: str) -> list[str]:
     return [term.strip() for term in terms if term.strip()]
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 _SET_TERM = re.compile(r"^(\S+)\s+(in|notin)\s*\((.*)\)$")
 
 
@@ -79,9 +77,27 @@ def parse_label_selector(text: str | None) -> list[Requirement]:
 
 
 def _checked(requirement: Requirement, text: str) -> Requirement:
-    if not _LABEL_KEY.match(requirement.key):
-        raise bad_request(f"unable to parse requirement: invalid label key {requirement.key!r}")
+    """labels.NewRequirement's checks: a qualified-name key and valid label values, with its field paths."""
+    problems = qualified_name_problems(requirement.key)
+    if problems:
+        detail = "; ".join(problems)
+        raise bad_request(f"unable to parse requirement: key: Invalid value: {go_quote(requirement.key)}: {detail}")
+    for index, value in enumerate(requirement.values):
+        problems = label_value_problems(value)
+        if problems:
+            where = f"values[{index}][{requirement.key}]"
+            detail = "; ".join(problems)
+            raise bad_request(f"unable to parse requirement: {where}: Invalid value: {go_quote(value)}: {detail}")
     return requirement
+
+
+def parse_int_parameter(text: str | None) -> int | None:
+    """An integer query parameter (`limit`, `timeoutSeconds`): None when absent, 400 with Go's text if malformed."""
+    if text is None or text == "":
+        return None
+    if not _INTEGER.fullmatch(text):
+        raise bad_request(f"strconv.ParseInt: parsing {go_quote(text)}: invalid syntax")
+    return int(text, 10)
 
 
 def labels_match(requirements: list[Requirement], obj: dict[str, Any]) -> bool:

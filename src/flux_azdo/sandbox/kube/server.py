@@ -1,8 +1,8 @@
 """KubeApiServer: the fake Kubernetes API server on 127.0.0.1, over HTTPS (own CA) or HTTP, with bearer tokens.
 
 It puts together the store, the registry of resource types (built-ins plus every established CRD), the verbs,
-the routing in front of them and the background controllers, seeds what a fresh cluster has, and writes
-kubeconfigs that kubectl and the kubernetes client accept.
+the routing in front of them and the background controllers, seeds what a fresh cluster has, keeps a log of
+every request it answered, and writes kubeconfigs that kubectl and the kubernetes client accept.
 """
 
 from __future__ import annotations
@@ -22,15 +22,18 @@ from flux_azdo.sandbox.kube.access import AccessRule, Users
 from flux_azdo.sandbox.kube.builtin_resources import builtin_types
 from flux_azdo.sandbox.kube.calls import CRD_KEY, NAMESPACE_KEY
 from flux_azdo.sandbox.kube.controllers import LifecycleController
-from flux_azdo.sandbox.kube.crds import resource_type
+from flux_azdo.sandbox.kube.crds import is_established, resource_type
 from flux_azdo.sandbox.kube.defaulting import ClusterIPAllocator
+from flux_azdo.sandbox.kube.discovery import version_info
 from flux_azdo.sandbox.kube.managed import now_text
+from flux_azdo.sandbox.kube.requestlog import RequestLog, RequestRecord
 from flux_azdo.sandbox.kube.resources import Registry, ResourceType
 from flux_azdo.sandbox.kube.rest import Api
 from flux_azdo.sandbox.kube.routing import App
 from flux_azdo.sandbox.kube.store import Store
 from flux_azdo.sandbox.kube.tls import ServingMaterial, generate_serving_material, server_context
 from flux_azdo.sandbox.kube.transport import HttpServer
+from flux_azdo.sandbox.kube.watch import DEFAULT_BOOKMARK_INTERVAL
 
 SEED_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
 
@@ -40,11 +43,26 @@ class KubeApiServer:
 
     `url`, `admin_token` and `ca_data` (PEM of the CA, None over plain HTTP) identify it; `add_user` models a
     user with limited rights; `write_kubeconfig` writes a kubeconfig (context "sandbox") for kubectl and the
-    kubernetes client. `history` is how many write events watches can replay; older resourceVersions get
-    `410 Expired`, as after an etcd compaction.
+    kubernetes client; `requests` lists every request answered so far (`reset_requests` clears it).
+
+    Options: `history` is how many write events of each kind watches can replay (older resourceVersions get
+    `410 Expired`, as after an etcd compaction); `version` is the release /version reports; a new CRD becomes
+    Established (and its kind served) `crd_establish_delay` seconds after it is created, as the apiextensions
+    controllers do a moment later in a real cluster (0: at once, but still after the write that created it);
+    watches that allow bookmarks get one every `watch_bookmark_interval` seconds.
     """
 
-    def __init__(self, *, tls: bool = True, host: str = "127.0.0.1", port: int = 0, history: int = 4096) -> None:
+    def __init__(
+        self,
+        *,
+        tls: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        history: int = 4096,
+        version: str = "v1.32.4",
+        crd_establish_delay: float = 0.05,
+        watch_bookmark_interval: float = DEFAULT_BOOKMARK_INTERVAL,
+    ) -> None:
         self.tls = tls
         self.host = host
         self.port = port
@@ -57,8 +75,13 @@ class KubeApiServer:
         self.registry = Registry()
         for builtin in builtin_types(ClusterIPAllocator()):
             self.registry.add(builtin)
+        self.version_info = version_info(version)
+        self.watch_bookmark_interval = watch_bookmark_interval
+        self._log = RequestLog()
         self.api = Api(self.store, self.registry, self._changed)
-        self.controller = LifecycleController(self.api, self.registry, self.ca_data)
+        self.controller = LifecycleController(
+            self.api, self.registry, self.ca_data, crd_establish_delay=crd_establish_delay
+        )
         self._http: HttpServer | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -72,11 +95,16 @@ class KubeApiServer:
                 return
             self.store.reopen()
             context = server_context(self._material) if self._material is not None else None
-            self._http = HttpServer(
-                (self.host, self.port),
-                App(self.users, self.registry, self.api, lambda: f"{self.host}:{self.port}"),
-                context,
+            app = App(
+                self.users,
+                self.registry,
+                self.api,
+                lambda: f"{self.host}:{self.port}",
+                version_info=self.version_info,
+                log=self._log,
+                bookmark_interval=self.watch_bookmark_interval,
             )
+            self._http = HttpServer((self.host, self.port), app, context)
             self.port = self._http.server_address[1]
             scheme = "https" if context is not None else "http"
             self.url = f"{scheme}://{self.host}:{self.port}"
@@ -110,6 +138,16 @@ class KubeApiServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         self.stop()
+
+    # ------------------------------------------------------------------------------------------------ requests
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Every request answered since the start (or the last `reset_requests`), oldest first (a copy)."""
+        return self._log.snapshot()
+
+    def reset_requests(self) -> None:
+        self._log.clear()
 
     # ----------------------------------------------------------------------------------------------- identities
 
@@ -153,8 +191,7 @@ class KubeApiServer:
         with self.store.lock:
             served: dict[tuple[str, str], ResourceType] = {}
             for crd in self.store.objects(CRD_KEY):
-                conditions = (crd.get("status") or {}).get("conditions") or []
-                if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+                if is_established(crd):
                     custom = resource_type(crd)
                     served[custom.key] = custom
             for existing in self.registry:

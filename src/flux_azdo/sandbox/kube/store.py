@@ -1,9 +1,11 @@
-"""The object store: objects per resource, one global resourceVersion counter, and a bounded event history.
+"""The object store: objects per resource, one global resourceVersion counter, and a bounded event history per kind.
 
 Like etcd behind a real apiserver, every write takes the next revision, which becomes the object's
 `resourceVersion`, and is recorded as a watch event (ADDED, MODIFIED, DELETED). Watches replay the history after
-a given revision; once the history has moved past it they get `410 Expired`. Stored objects are never mutated in
-place (writers store new dicts), so events and readers can share them without copies.
+a given revision; once the history has moved past it they get `410 Expired`. As in the apiserver's watch cache
+(one per resource), each kind keeps its own history, so a watch on a quiet kind is not expired by a burst of
+writes to another. Stored objects are never mutated in place (writers store new dicts), so events and readers
+can share them without copies.
 """
 
 from __future__ import annotations
@@ -37,9 +39,10 @@ class Store:
         self.changed = threading.Condition(self.lock)
         self._revision = 1
         self._objects: dict[ResourceKey, dict[ObjectKey, dict[str, Any]]] = {}
-        self._events: deque[StoredEvent] = deque(maxlen=history)
-        #: The lowest revision a watch may start after; it moves up when the history drops events.
-        self._floor = 0
+        self._history = history
+        self._events: dict[ResourceKey, deque[StoredEvent]] = {}
+        #: Per kind, the lowest revision a watch may start after; it moves up when that history drops events.
+        self._floors: dict[ResourceKey, int] = {}
         self.closed = False
 
     @property
@@ -92,27 +95,32 @@ class Store:
     def _record(
         self, kind: str, resource: ResourceKey, key: ObjectKey, obj: dict[str, Any], old: dict[str, Any] | None
     ) -> None:
-        if self._events.maxlen is not None and len(self._events) == self._events.maxlen:
-            self._floor = self._events[0].revision
-        self._events.append(StoredEvent(self._revision, kind, resource, key[0], key[1], obj, old))
+        events = self._events.setdefault(resource, deque(maxlen=self._history))
+        if len(events) == self._history:
+            self._floors[resource] = events[0].revision
+        events.append(StoredEvent(self._revision, kind, resource, key[0], key[1], obj, old))
         self.changed.notify_all()
 
-    def events_after(self, revision: int) -> list[StoredEvent]:
-        """Events with a revision above `revision`; `410 Expired` when some of them are no longer kept."""
+    def events_after(self, resource: ResourceKey, revision: int) -> list[StoredEvent]:
+        """Events of `resource` above `revision`; `410 Expired` when some of them are no longer kept."""
         with self.lock:
-            if revision < self._floor:
-                raise expired(f"too old resource version: {revision} ({self._floor})")
-            if not self._events or self._events[-1].revision <= revision:
+            self.check_watchable(resource, revision)
+            events = self._events.get(resource)
+            if not events or events[-1].revision <= revision:
                 return []
-            first = self._events[0].revision
-            start = max(0, revision + 1 - first)
-            # Revisions are dense (every revision is one event), so the offset is exact.
-            return [self._events[index] for index in range(start, len(self._events))]
+            later: list[StoredEvent] = []
+            for event in reversed(events):
+                if event.revision <= revision:
+                    break
+                later.append(event)
+            later.reverse()
+            return later
 
-    def check_watchable(self, revision: int) -> None:
+    def check_watchable(self, resource: ResourceKey, revision: int) -> None:
         with self.lock:
-            if revision < self._floor:
-                raise expired(f"too old resource version: {revision} ({self._floor})")
+            floor = self._floors.get(resource, 0)
+            if revision < floor:
+                raise expired(f"too old resource version: {revision} ({floor})")
 
     def close(self) -> None:
         """End every watch (the server is stopping)."""

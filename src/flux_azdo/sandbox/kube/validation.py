@@ -33,6 +33,11 @@ DNS1035_MESSAGE = (
     "character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation "
     "is '[a-z]([-a-z0-9]*[a-z0-9])?')"
 )
+QUALIFIED_NAME_MESSAGE = (
+    "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+    "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+    "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+)
 LABEL_VALUE_MESSAGE = (
     "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start "
     "and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for "
@@ -62,42 +67,51 @@ def validate_name(kind: str, name: str) -> list[FieldError]:
     return []
 
 
+def label_value_problems(value: str) -> list[str]:
+    """apimachinery's IsValidLabelValue: the texts of what is wrong with a label value (empty when it is fine)."""
+    problems = []
+    if len(value) > 63:
+        problems.append("must be no more than 63 characters")
+    if not LABEL_VALUE.match(value):
+        problems.append(LABEL_VALUE_MESSAGE)
+    return problems
+
+
+def qualified_name_problems(key: str) -> list[str]:
+    """apimachinery's IsQualifiedName (label and annotation keys): the texts of what is wrong with `key`."""
+    prefix, _, name = key.rpartition("/")
+    problems = []
+    if prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix)):
+        problems.append("prefix part " + SUBDOMAIN_MESSAGE)
+    if not name:
+        problems.append("name part must be non-empty")
+    elif len(name) > 63:
+        problems.append("name part must be no more than 63 characters")
+    if not QUALIFIED_NAME.match(name):
+        problems.append(QUALIFIED_NAME_MESSAGE)
+    return problems
+
+
 def validate_metadata(metadata: dict[str, Any]) -> list[FieldError]:
     errors: list[FieldError] = []
     labels = metadata.get("labels")
     if labels is not None and not isinstance(labels, dict):
         return [invalid_value("metadata.labels", str(labels), "must be a map of strings")]
     for key, value in (labels or {}).items():
-        errors += _qualified_key("metadata.labels", key)
-        if not isinstance(value, str) or len(value) > 63 or not LABEL_VALUE.match(value):
+        errors += [invalid_value("metadata.labels", key, text) for text in qualified_name_problems(key)]
+        if not isinstance(value, str):
             errors.append(invalid_value("metadata.labels", value, LABEL_VALUE_MESSAGE))
+            continue
+        errors += [invalid_value("metadata.labels", value, text) for text in label_value_problems(value)]
     annotations = metadata.get("annotations")
     for key, value in (annotations or {}).items() if isinstance(annotations, dict) else []:
-        errors += _qualified_key("metadata.annotations", key)
+        errors += [invalid_value("metadata.annotations", key, text) for text in qualified_name_problems(key)]
         if not isinstance(value, str):
             errors.append(invalid_value("metadata.annotations", str(value), "annotation values must be strings"))
     total = sum(len(k) + len(str(v)) for k, v in (annotations or {}).items()) if isinstance(annotations, dict) else 0
     if total > 256 * 1024:
         errors.append(too_long("metadata.annotations", 256 * 1024))
     return errors
-
-
-def _qualified_key(path: str, key: str) -> list[FieldError]:
-    prefix, _, name = key.rpartition("/")
-    problems = []
-    if prefix and (len(prefix) > 253 or not DNS1123_SUBDOMAIN.match(prefix)):
-        problems.append(invalid_value(path, key, "prefix part " + SUBDOMAIN_MESSAGE))
-    if not name or len(name) > 63 or not QUALIFIED_NAME.match(name):
-        problems.append(
-            invalid_value(
-                path,
-                key,
-                "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
-                "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
-                "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')",
-            )
-        )
-    return problems
 
 
 def _pod_spec(spec: Any, path: str) -> list[FieldError]:
