@@ -29,7 +29,8 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Fail the run when a test left a server listening or a process running: every test must stop what it starts."""
     shutil.rmtree(_SDK_CACHE, ignore_errors=True)
-    processes, sockets = wait_for_cleanup(_PIDS_AT_START)
+    workspace = str(session.config._tmp_path_factory.getbasetemp())  # type: ignore[attr-defined]
+    processes, sockets = wait_for_cleanup(_PIDS_AT_START, workspace)
     if processes or sockets:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         lines = ["left running after the suite:", *processes, *(f"still listening: {s}" for s in sockets)]

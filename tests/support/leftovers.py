@@ -10,9 +10,6 @@ import os
 import time
 from pathlib import Path
 
-#: Programs only the sandbox starts; any new one still running after the suite is a leak.
-_MARKERS = ("flux_azdo.sandbox", "sshd", "git-http-backend", "http-backend", "proc-receive")
-
 
 def _cmdline(pid: int) -> str:
     try:
@@ -48,8 +45,13 @@ def _descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
-def leftover_processes(before: set[int]) -> list[str]:
-    """New, living (not zombie) processes that are ours: descendants of this process or sandbox programs."""
+def leftover_processes(before: set[int], workspace: str) -> list[str]:
+    """New, living (not zombie) processes that are ours.
+
+    Ours means a descendant of this process, or one whose command line names the run's temporary folder: a
+    background sandbox (`sandbox up`) and its sshd leave our process tree on purpose but keep their files there.
+    Anything else, such as another developer's sandbox on the same machine, is not this run's business.
+    """
     me = os.getpid()
     found = []
     for pid in sorted(live_pids() - before - {me}):
@@ -57,7 +59,7 @@ def leftover_processes(before: set[int]) -> list[str]:
         if stat is None or stat[0] == "Z":
             continue
         command = _cmdline(pid)
-        if _descends_from(pid, me) or any(marker in command for marker in _MARKERS):
+        if _descends_from(pid, me) or workspace in command:
             found.append(f"pid {pid}: {command or '?'}")
     return found
 
@@ -86,11 +88,11 @@ def listening_sockets() -> list[str]:
     return found
 
 
-def wait_for_cleanup(before: set[int], timeout: float = 5.0) -> tuple[list[str], list[str]]:
+def wait_for_cleanup(before: set[int], workspace: str, timeout: float = 5.0) -> tuple[list[str], list[str]]:
     """Leftovers after giving exiting processes (sshd's preauth children, say) a moment to finish."""
     deadline = time.monotonic() + timeout
     while True:
-        processes, sockets = leftover_processes(before), listening_sockets()
+        processes, sockets = leftover_processes(before, workspace), listening_sockets()
         if (not processes and not sockets) or time.monotonic() > deadline:
             return processes, sockets
         time.sleep(0.1)
