@@ -193,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _folder(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path is not a folder: name one, e.g. --dir /tmp/flux-sandbox")
+    return Path(text)
+
+
 def _add_sandbox_commands(commands: Any) -> None:
     sandbox = commands.add_parser(
         "sandbox",
@@ -208,7 +214,7 @@ def _add_sandbox_commands(commands: Any) -> None:
         description="Start the sandbox in the background. DIR/sandbox.env (shell-sourceable) holds the URLs and "
         "credentials; DIR/kubeconfig points at its API server.",
     )
-    up.add_argument("--dir", required=True, type=Path, help="folder for the sandbox's files (created if missing)")
+    up.add_argument("--dir", required=True, type=_folder, help="a new or empty folder for the sandbox's files")
     up.add_argument(
         "--kubeconfig",
         type=Path,
@@ -225,9 +231,26 @@ def _add_sandbox_commands(commands: Any) -> None:
     )
     ssh.add_argument("--no-ssh", dest="ssh", action="store_const", const=False, help="do not start sshd")
     up.add_argument("--http", action="store_true", help="serve the Kubernetes API over plain http instead of https")
+    up.add_argument("--no-flux", dest="flux", action="store_false", help="do not run the Flux controller simulator")
+    simulate = up.add_mutually_exclusive_group()
+    simulate.add_argument(
+        "--simulate-deployments",
+        dest="simulate_deployments",
+        action="store_const",
+        const=True,
+        default=None,
+        help="make Flux Deployments available even with --kubeconfig (for an API server without controllers)",
+    )
+    simulate.add_argument(
+        "--no-simulate-deployments",
+        dest="simulate_deployments",
+        action="store_const",
+        const=False,
+        help="leave Deployments to the cluster's own controllers (the default with --kubeconfig)",
+    )
     up.set_defaults(handler=_cmd_sandbox_up)
     down = actions.add_parser("down", help="stop it and remove its files", description="Stop the sandbox.")
-    down.add_argument("--dir", required=True, type=Path, help="the folder given to `sandbox up`")
+    down.add_argument("--dir", required=True, type=_folder, help="the folder given to `sandbox up`")
     down.set_defaults(handler=_cmd_sandbox_down)
 
 
@@ -418,8 +441,16 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
 
     reporter = TerminalReporter()
     reporter.action(f"starting the sandbox in {args.dir}")
+    options = UpOptions(
+        directory=args.dir,
+        kubeconfig=args.kubeconfig,
+        ssh=args.ssh,
+        tls=not args.http,
+        flux=args.flux,
+        simulate_deployments=args.simulate_deployments,
+    )
     try:
-        started = up(UpOptions(directory=args.dir, kubeconfig=args.kubeconfig, ssh=args.ssh, tls=not args.http))
+        started = up(options)
     except SandboxError as exc:
         raise UserError(str(exc)) from None
     env = started.env
@@ -428,10 +459,15 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
     )
     if env.get("AZDO_SSH_URL"):
         reporter.success(f"SSH: {env['AZDO_SSH_URL']}")
+    elif args.ssh is False:
+        reporter.warning("SSH: not started (--no-ssh)")
     else:
         reporter.warning("SSH: not started (OpenSSH's sshd is not installed)")
     if env.get("KUBECONFIG"):
-        reporter.success(f"Kubernetes API: kubeconfig {env['KUBECONFIG']}")
+        cluster = f"the cluster of {args.kubeconfig}" if args.kubeconfig else "Kubernetes API"
+        reporter.success(f"{cluster}: kubeconfig {env['KUBECONFIG']}")
+    if args.flux:
+        reporter.success("Flux controller simulator running")
     reporter.success(f"sandbox running (pid {started.pid}); stop it with: flux-azdo sandbox down --dir {args.dir}")
     for name, value in env.items():
         print(f"{name}={value}")
@@ -442,9 +478,14 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
 def _cmd_sandbox_down(args: argparse.Namespace) -> int:
     from flux_azdo.console import TerminalReporter
     from flux_azdo.sandbox.daemon import down
+    from flux_azdo.sandbox.runtime import SandboxError
 
     reporter = TerminalReporter()
-    if down(args.dir):
+    try:
+        stopped = down(args.dir)
+    except SandboxError as exc:
+        raise UserError(str(exc)) from None
+    if stopped:
         reporter.success(f"sandbox in {args.dir} stopped")
     else:
         reporter.warning(f"no sandbox was running in {args.dir}")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,7 +73,7 @@ def test_up_writes_env_and_kubeconfig_then_refuses_a_second_up(tmp_path: Path) -
         values = read_env(root / "sandbox.env")
         assert values["KUBECONFIG"] == str(root / "kubeconfig")
         assert values["AZDO_SSH_URL"] == ""
-        assert "not started" in first.stderr
+        assert "SSH: not started (--no-ssh)" in first.stderr
         second = _cli("sandbox", "up", "--dir", str(root), home=tmp_path)
         assert second.returncode == 1
         assert second.stderr.strip().splitlines() == [
@@ -97,12 +99,47 @@ def test_up_with_a_missing_kubeconfig_fails_in_one_line_and_leaves_nothing(tmp_p
         "sandbox", "up", "--dir", str(root), "--no-ssh", "--kubeconfig", str(tmp_path / "nope"), home=tmp_path
     )
     assert result.returncode == 1
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("✗ the sandbox did not start: ") and "does not exist" in last
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"✗ kubeconfig {tmp_path / 'nope'} does not exist: pass the path of an existing cluster's file"
+    )
     assert "Traceback" not in result.stderr
+    assert not root.exists()
+
+
+def test_up_with_a_broken_kubeconfig_reports_the_daemons_reason(tmp_path: Path) -> None:
+    root = tmp_path / "sb"
+    broken = tmp_path / "broken.kubeconfig"
+    broken.write_text("clusters: [\n")
+    result = _cli("sandbox", "up", "--dir", str(root), "--no-ssh", "--kubeconfig", str(broken), home=tmp_path)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"✗ the sandbox did not start: kubeconfig {broken} cannot be used: "), last
     assert running_pid(root) is None
-    _cli("sandbox", "down", "--dir", str(root), home=tmp_path)
+    down = _cli("sandbox", "down", "--dir", str(root), home=tmp_path)
+    assert down.returncode == 0
     assert sorted(p.name for p in root.iterdir()) == []
+
+
+def test_a_folder_holding_other_files_is_never_taken_or_emptied(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    (mine / "repos").mkdir(parents=True)
+    (mine / "kubeconfig").write_text("my cluster\n")
+    up = _cli("sandbox", "up", "--dir", str(mine), "--no-ssh", home=tmp_path)
+    assert up.returncode == 1
+    assert up.stderr.strip().splitlines()[-1] == (
+        f"✗ {mine} is not empty and was not made by `flux-azdo sandbox up`: pass a new or empty folder"
+    )
+    down = _cli("sandbox", "down", "--dir", str(mine), home=tmp_path)
+    assert down.returncode == 0 and "no sandbox was running" in down.stderr
+    assert (mine / "kubeconfig").read_text() == "my cluster\n" and (mine / "repos").is_dir()
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for action in ("up", "down"):
+        result = _cli("sandbox", action, "--dir", str(a_file), home=tmp_path)
+        assert result.returncode == 1, result.stderr
+        assert "Traceback" not in result.stderr and "is a file" in result.stderr.strip().splitlines()[-1]
+    empty = _cli("sandbox", "up", "--dir", "", home=tmp_path)
+    assert empty.returncode == 2 and "an empty path is not a folder" in empty.stderr
 
 
 @pytest.mark.parametrize("args", [["sandbox"], ["sandbox", "up"], ["sandbox", "sideways", "--dir", "x"]])
@@ -110,3 +147,26 @@ def test_usage_mistakes_exit_2(args: list[str], tmp_path: Path) -> None:
     result = _cli(*args, home=tmp_path)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_down_after_the_daemon_was_killed_still_stops_sshd(tmp_path: Path) -> None:
+    from flux_azdo.sandbox.ssh import sshd_available
+
+    if sshd_available() is not None:
+        pytest.skip(f"OpenSSH's sshd is not usable: {sshd_available()}")
+    root = tmp_path / "sb"
+    started = _cli("sandbox", "up", "--dir", str(root), "--ssh", "--no-flux", home=tmp_path)
+    assert started.returncode == 0, started.stderr
+    sshd = int((root / "ssh" / "sshd.pid").read_text().split()[0])
+    daemon = running_pid(root)
+    assert daemon is not None
+    os.kill(daemon, signal.SIGKILL)
+    stopped = _cli("sandbox", "down", "--dir", str(root), home=tmp_path)
+    assert stopped.returncode == 0, stopped.stderr
+    for _ in range(200):
+        if not Path(f"/proc/{sshd}").exists() or "Z" in Path(f"/proc/{sshd}/stat").read_text().split(")")[-1][:3]:
+            break
+        time.sleep(0.025)
+    else:
+        pytest.fail("sshd outlived `sandbox down` after its daemon was killed")
+    assert sorted(p.name for p in root.iterdir()) == []

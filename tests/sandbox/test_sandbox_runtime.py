@@ -230,10 +230,14 @@ def test_existing_cluster_is_driven_through_its_kubeconfig(tmp_path: Path) -> No
     with KubeApiServer(tls=False) as cluster:
         kubeconfig = tmp_path / "existing.kubeconfig"
         cluster.write_kubeconfig(kubeconfig)
-        options = SandboxOptions(ssh=False, kubeconfig=kubeconfig, deployment_ready_after=0.05)
+        options = SandboxOptions(
+            ssh=False, kubeconfig=kubeconfig, simulate_deployments=True, deployment_ready_after=0.05
+        )
         with Sandbox(tmp_path / "sb", options) as sandbox:
             assert sandbox.kube is None
-            assert sandbox.env()["KUBECONFIG"] == str(kubeconfig)
+            # A private copy in the sandbox folder; the user's own file is never touched.
+            assert sandbox.env()["KUBECONFIG"] == str(tmp_path / "sb" / "kubeconfig")
+            assert (tmp_path / "sb" / "kubeconfig").read_bytes() == kubeconfig.read_bytes()
             with sample_distribution_path() as sample:
                 applied = _kubectl(sandbox, "apply", "--server-side", "-f", str(sample))
             assert applied.returncode == 0, applied.stderr
@@ -242,9 +246,41 @@ def test_existing_cluster_is_driven_through_its_kubeconfig(tmp_path: Path) -> No
             )
             assert waited.returncode == 0, waited.stderr
 
+        assert kubeconfig.is_file()
+        assert not (tmp_path / "sb" / "kubeconfig").exists()
 
-def test_missing_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
+
+def test_stop_removes_what_start_wrote(tmp_path: Path) -> None:
+    folder = tmp_path / "sb"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine\n")
+    with Sandbox(folder, SandboxOptions(ssh=False, flux=False)):
+        assert {"kubeconfig", "repos"} <= {p.name for p in folder.iterdir()}
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+
+
+def test_unusable_kubeconfigs_are_clear_one_line_errors(tmp_path: Path) -> None:
+    import socket
+
     from flux_azdo.sandbox.runtime import SandboxError
 
-    with pytest.raises(SandboxError, match=r"kubeconfig .*missing.* does not exist"):
-        Sandbox(tmp_path, SandboxOptions(ssh=False, kubeconfig=tmp_path / "missing")).start()
+    options = SandboxOptions(ssh=False, kubeconfig=tmp_path / "missing")
+    with pytest.raises(SandboxError, match=r"^kubeconfig .*missing does not exist: pass the path"):
+        Sandbox(tmp_path / "a", options).start()
+    malformed = tmp_path / "malformed"
+    malformed.write_text("clusters: [\n")
+    with pytest.raises(SandboxError, match=r"^kubeconfig .*malformed cannot be used: "):
+        Sandbox(tmp_path / "b", SandboxOptions(ssh=False, kubeconfig=malformed)).start()
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    dead = tmp_path / "dead"
+    dead.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:{port}'}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    with pytest.raises(SandboxError, match=rf"^the API server in .*dead \(http://127.0.0.1:{port}\) does not answer"):
+        Sandbox(tmp_path / "c", SandboxOptions(ssh=False, kubeconfig=dead)).start()
+    for name in "abc":
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == []

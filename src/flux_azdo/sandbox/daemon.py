@@ -4,11 +4,15 @@
 written `DIR/sandbox.env` (the last step of its start-up) or has died (then its log explains why). `down` sends
 SIGTERM; the process stops every part and removes what it wrote. The pid file also records the process start time,
 so a stale file never makes `down` signal an unrelated process that happens to reuse the pid.
+
+DIR must be new, empty, or a folder an earlier `up` made (it holds the marker file): the sandbox removes its own
+files on the way down, and must never take a user's `kubeconfig` or `repos` folder for one of them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import signal
@@ -16,30 +20,21 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flux_azdo.sandbox.runtime import Sandbox, SandboxError, SandboxOptions
+from flux_azdo.sandbox.runtime import WRITES, Sandbox, SandboxError, SandboxOptions
 
+MARKER = ".flux-azdo-sandbox"
 ENV_FILE = "sandbox.env"
 PID_FILE = "sandbox.pid"
 LOG_FILE = "sandbox.log"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
-#: What the sandbox writes into DIR; `down` removes exactly these, never anything else a user keeps there.
-OWNED = (
-    ENV_FILE,
-    PID_FILE,
-    LOG_FILE,
-    "kubeconfig",
-    "known_hosts",
-    "id_rsa",
-    "id_rsa.pub",
-    "repos",
-    "ssh",
-    "flux",
-)
+#: What the sandbox writes into DIR; `down` removes exactly these (the marker last), nothing else.
+OWNED = (ENV_FILE, PID_FILE, LOG_FILE, *WRITES, MARKER)
 
 
 @dataclass(frozen=True)
@@ -48,6 +43,8 @@ class UpOptions:
     kubeconfig: Path | None = None
     ssh: bool | str = "auto"
     tls: bool = True
+    flux: bool = True
+    simulate_deployments: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -108,17 +105,28 @@ def up(options: UpOptions) -> Started:
             f"a sandbox already runs for {directory} (pid {pid}): "
             f"stop it with `flux-azdo sandbox down --dir {directory}`"
         )
-    directory.mkdir(parents=True, exist_ok=True)
-    _remove_owned(directory)
+    kubeconfig = options.kubeconfig.resolve() if options.kubeconfig is not None else None
+    if kubeconfig is not None:
+        if kubeconfig.is_relative_to(directory):
+            raise SandboxError(f"kubeconfig {kubeconfig} is inside {directory}: keep the cluster's file elsewhere")
+        if not kubeconfig.is_file():
+            raise SandboxError(f"kubeconfig {kubeconfig} does not exist: pass the path of an existing cluster's file")
+    _claim(directory)
+    _stop_orphans(directory)
+    _remove_owned(directory, keep=(MARKER,))
     command = [sys.executable, "-m", "flux_azdo.sandbox.daemon", "--dir", str(directory)]
-    if options.kubeconfig is not None:
-        command += ["--kubeconfig", str(options.kubeconfig.resolve())]
-    if options.ssh is not True and options.ssh != "auto":
-        command.append("--no-ssh")
-    elif options.ssh is True:
+    if kubeconfig is not None:
+        command += ["--kubeconfig", str(kubeconfig)]
+    if options.ssh is True:
         command.append("--ssh")
+    elif options.ssh is False:
+        command.append("--no-ssh")
     if not options.tls:
         command.append("--http")
+    if not options.flux:
+        command.append("--no-flux")
+    if options.simulate_deployments is not None:
+        command.append("--simulate-deployments" if options.simulate_deployments else "--no-simulate-deployments")
     log = directory / LOG_FILE
     with open(log, "wb") as log_stream:
         process = subprocess.Popen(
@@ -134,10 +142,13 @@ def up(options: UpOptions) -> Started:
     while not env_file.exists():
         if process.poll() is not None:
             tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:] or ["(no output)"]
-            _remove_owned(directory, keep=(LOG_FILE,))
+            _stop_orphans(directory)
+            _remove_owned(directory, keep=(LOG_FILE, MARKER))
             raise SandboxError(f"the sandbox did not start: {tail[0]} (log: {log})")
         if time.monotonic() > deadline:
             process.kill()
+            process.wait()
+            _stop_orphans(directory)
             raise SandboxError(f"the sandbox did not start within {START_TIMEOUT:.0f}s (log: {log})")
         time.sleep(0.02)
     # The child lives on in its own session; forgetting the Popen is deliberate (`down` stops it by pid).
@@ -148,19 +159,50 @@ def up(options: UpOptions) -> Started:
 def down(directory: Path) -> bool:
     """Stop the sandbox for `directory`; False when none was running (stale files are removed all the same)."""
     directory = directory.resolve()
+    if directory.exists() and not directory.is_dir():
+        raise SandboxError(f"{directory} is a file, not a sandbox folder: pass the folder given to `sandbox up`")
+    if not (directory / MARKER).is_file():
+        return False  # never a sandbox folder: nothing in it is ours to remove
     pid = running_pid(directory)
-    if pid is None:
-        _remove_owned(directory)
-        return False
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while _start_time(pid) is not None:
-        if time.monotonic() > deadline:
-            os.killpg(pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while _start_time(pid) is not None:
+            if time.monotonic() > deadline:
+                os.killpg(pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    _stop_orphans(directory)
     _remove_owned(directory)
-    return True
+    return pid is not None
+
+
+def _claim(directory: Path) -> None:
+    """Make DIR ours (the marker), refusing a folder that holds someone else's files."""
+    try:
+        if directory.exists() and not directory.is_dir():
+            raise SandboxError(f"{directory} is a file: pass a new or empty folder to `sandbox up --dir`")
+        if directory.is_dir() and not (directory / MARKER).exists() and any(directory.iterdir()):
+            raise SandboxError(
+                f"{directory} is not empty and was not made by `flux-azdo sandbox up`: pass a new or empty folder"
+            )
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / MARKER).write_text("flux-azdo sandbox folder: `flux-azdo sandbox down` removes its content\n")
+    except OSError as exc:
+        raise SandboxError(f"cannot use {directory} for the sandbox: {exc.strerror or exc}") from None
+
+
+def _stop_orphans(directory: Path) -> None:
+    """Kill an sshd a hard-killed sandbox left behind (it runs in its own session, so killpg misses it)."""
+    recorded = directory / "ssh" / "sshd.pid"
+    try:
+        pid = int(recorded.read_text().split()[0])
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (OSError, ValueError, IndexError):
+        return
+    if "sshd" in command and str(directory / "ssh") in command:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def _remove_owned(directory: Path, keep: tuple[str, ...] = ()) -> None:
@@ -189,6 +231,11 @@ def serve(directory: Path, options: SandboxOptions) -> int:
     except SandboxError as exc:
         print(exc, flush=True)
         return 1
+    except Exception as exc:
+        # A bug, not a user mistake: the traceback stays in the log, and the last line (what `up` shows) says what.
+        traceback.print_exc(file=sys.stdout)
+        print(f"{type(exc).__name__}: {exc}", flush=True)
+        return 1
     finally:
         (directory / ENV_FILE).unlink(missing_ok=True)
         (directory / PID_FILE).unlink(missing_ok=True)
@@ -203,8 +250,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ssh.add_argument("--ssh", dest="ssh", action="store_const", const=True, default="auto")
     ssh.add_argument("--no-ssh", dest="ssh", action="store_const", const=False)
     parser.add_argument("--http", action="store_true")
+    parser.add_argument("--no-flux", dest="flux", action="store_false")
+    simulate = parser.add_mutually_exclusive_group()
+    simulate.add_argument("--simulate-deployments", dest="simulate", action="store_const", const=True, default=None)
+    simulate.add_argument("--no-simulate-deployments", dest="simulate", action="store_const", const=False)
     args = parser.parse_args(argv)
-    options = SandboxOptions(ssh=args.ssh, kubeconfig=args.kubeconfig, kube_tls=not args.http)
+    options = SandboxOptions(
+        ssh=args.ssh,
+        kubeconfig=args.kubeconfig,
+        kube_tls=not args.http,
+        flux=args.flux,
+        simulate_deployments=args.simulate,
+    )
     return serve(args.dir.resolve(), options)
 
 

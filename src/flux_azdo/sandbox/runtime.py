@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -43,6 +44,9 @@ class SandboxOptions:
     #: Use this cluster's API server instead of the fake one (the rest of the sandbox is unchanged).
     kubeconfig: Path | None = None
     flux: bool = True
+    #: Let the simulator play the deployment controller and kubelet for Flux Deployments. None: yes on the fake
+    #: API server, no with `kubeconfig` (a real cluster runs its own; say True for a bare API server).
+    simulate_deployments: bool | None = None
     deployment_ready_after: float = 0.2
     unpullable_images: tuple[str, ...] = ()
     #: Reuse keys across sandboxes (tests generate them once per session): paths to RSA private keys.
@@ -68,6 +72,9 @@ class Sandbox:
         if self._started:
             return self
         self.directory.mkdir(parents=True, exist_ok=True)
+        # What start() writes is removed by stop(), newest first, so a stopped sandbox leaves no stale kubeconfig.
+        for name in WRITES:
+            self._stack.callback(_remove, self.directory / name)
         try:
             self._start_azure_devops()
             self._start_ssh()
@@ -146,12 +153,16 @@ class Sandbox:
 
     def _start_kubernetes(self) -> None:
         self.kube = None
+        self.external_cluster: Path | None = None
         self.kubeconfig_path = self.directory / "kubeconfig"
         if self.options.kubeconfig is not None:
             given = Path(self.options.kubeconfig)
-            if not given.is_file():
-                raise SandboxError(f"kubeconfig {given} does not exist: pass the path of an existing cluster's file")
-            self.kubeconfig_path = given
+            check_cluster(given)
+            if given.resolve() != self.kubeconfig_path.resolve():
+                # A private copy: the user's file is never touched, and DIR/kubeconfig is always the one to use.
+                self.kubeconfig_path.write_bytes(given.read_bytes())
+                os.chmod(self.kubeconfig_path, 0o600)
+            self.external_cluster = given
             return
         if not self.options.kube:
             return
@@ -169,10 +180,16 @@ class Sandbox:
             return
         from flux_azdo.sandbox.flux import FluxSimulator, SimulatorOptions
 
+        simulate = self.options.simulate_deployments
+        if simulate is None:
+            simulate = self.external_cluster is None
         options = SimulatorOptions(
             deployment_ready_after=self.options.deployment_ready_after,
             unpullable_images=self.options.unpullable_images,
             workload_token=self.world.workload_token,
+            simulate_deployments=simulate,
+            # A real cluster's own deployment controller decides availability; the sample images never run there.
+            controllers_wait_for_deployments=simulate,
         )
         self.flux = FluxSimulator(self.kubeconfig_path, options, self.directory / "flux")
         self.flux.start()
@@ -216,6 +233,38 @@ class Sandbox:
     def write_env_file(self, path: Path) -> None:
         """A shell-sourceable file (`. sandbox.env`), mode 0600 because it holds the tokens."""
         write_env_file(path, self.env())
+
+
+#: Everything `start()` creates inside the sandbox directory.
+WRITES = ("repos", "ssh", "flux", "id_rsa", "id_rsa.pub", "known_hosts", "kubeconfig")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def check_cluster(kubeconfig: Path) -> None:
+    """Fail early, in one line, when an existing cluster's kubeconfig is missing, unreadable or its server is down."""
+    if not kubeconfig.is_file():
+        raise SandboxError(f"kubeconfig {kubeconfig} does not exist: pass the path of an existing cluster's file")
+    from kubernetes import client, config
+
+    try:
+        api_client = config.new_client_from_config(config_file=str(kubeconfig))
+    except Exception as exc:  # ConfigException, YAML errors, OSError: the loader has no common base
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise SandboxError(f"kubeconfig {kubeconfig} cannot be used: {detail}") from None
+    try:
+        with api_client:
+            client.VersionApi(api_client).get_code(_request_timeout=5)
+    except Exception as exc:
+        reason = getattr(exc, "reason", None) or type(exc).__name__
+        raise SandboxError(
+            f"the API server in {kubeconfig} ({api_client.configuration.host}) does not answer: {reason}"
+        ) from None
 
 
 def write_env_file(path: Path, values: Mapping[str, str]) -> None:
