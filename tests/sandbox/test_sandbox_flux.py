@@ -139,6 +139,8 @@ class Cluster:
     server: KubeApiServer
     kubeconfig: Path
     api: kube_client.ApiClient
+    #: kubectl's HOME, so its discovery cache stays out of the developer's ~/.kube.
+    home: Path
 
     @property
     def core(self) -> kube_client.CoreV1Api:
@@ -168,9 +170,9 @@ class Cluster:
         return True
 
     def kubectl(self, *args: str) -> str:
-        result = subprocess.run(
-            ["kubectl", "--kubeconfig", str(self.kubeconfig), *args], capture_output=True, text=True, timeout=60
-        )
+        env = {"PATH": os.environ["PATH"], "HOME": str(self.home)}
+        command = ["kubectl", "--kubeconfig", str(self.kubeconfig), *args]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
@@ -223,7 +225,9 @@ def empty_cluster(tmp_path: Path) -> Iterator[Cluster]:
         server.write_kubeconfig(kubeconfig)
         api = kube_config.new_client_from_config(config_file=str(kubeconfig))
         try:
-            yield Cluster(server, kubeconfig, api)
+            home = tmp_path / "kubectl-home"
+            home.mkdir()
+            yield Cluster(server, kubeconfig, api, home)
         finally:
             api.close()
 

@@ -27,7 +27,8 @@ JSON_PATCH = "application/json-patch+json"
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[KubeApiServer]:
-    with KubeApiServer() as running:
+    # Deleted namespaces here need not wait the real controller's seconds; one test below checks that wait.
+    with KubeApiServer(namespace_termination_delay=0.05) as running:
         yield running
 
 
@@ -817,6 +818,40 @@ def test_a_namespace_with_content_terminates_then_disappears(api: client.ApiClie
     assert conditions["NamespaceFinalizersRemaining"].status == "True"
     custom.patch_namespaced_custom_object(CRD_GROUP, "v1", name, widgets, "held", {"metadata": {"finalizers": None}})
     _wait_for(lambda: _gone(lambda: core.read_namespace(name)))
+
+
+def test_a_deleted_namespace_keeps_its_content_until_the_controller_gets_to_it(tmp_path: Path) -> None:
+    slow = KubeApiServer(tls=False, namespace_termination_delay=3600)
+    with slow, _client(slow, tmp_path) as api_client:
+        core = client.CoreV1Api(api_client)
+        core.create_namespace({"metadata": {"name": "leaving"}})
+        core.create_namespaced_config_map("leaving", {"metadata": {"name": "kept"}})
+        core.delete_namespace("leaving")
+        conditions = _wait_for(lambda: {c.type: c for c in core.read_namespace("leaving").status.conditions or []})
+        namespace = core.read_namespace("leaving")
+        assert (namespace.status.phase, namespace.metadata.deletion_timestamp is not None) == ("Terminating", True)
+        remaining = conditions["NamespaceContentRemaining"]
+        assert (remaining.status, remaining.reason) == ("True", "SomeResourcesRemain")
+        assert "configmaps has 1 resource instances" in remaining.message
+        assert core.read_namespaced_config_map("kept", "leaving").metadata.deletion_timestamp is None
+        with pytest.raises(ApiException) as caught:
+            core.create_namespaced_config_map("leaving", {"metadata": {"name": "late"}})
+        assert (caught.value.status, _status(caught.value)["details"]["causes"][0]["reason"]) == (
+            403,
+            "NamespaceTerminating",
+        )
+        core.create_namespace({"metadata": {"name": "hollow"}})
+        _wait_for(lambda: core.list_namespaced_service_account("hollow").items)
+        core.delete_namespaced_service_account("default", "hollow")
+        core.delete_namespace("hollow")
+        emptied = _wait_for(lambda: {c.type: c for c in core.read_namespace("hollow").status.conditions or []})
+        content = emptied["NamespaceContentRemaining"]
+        assert (content.status, content.reason, content.message) == (
+            "False",
+            "ContentRemoved",
+            "All content successfully removed",
+        )
+        assert core.read_namespace("hollow").status.phase == "Terminating"
 
 
 def _gone(read: Any) -> bool:

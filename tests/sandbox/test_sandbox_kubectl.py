@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from flux_azdo.sandbox.kube import AccessRule, KubeApiServer
 from support.corpus import corpus_dir
@@ -55,7 +56,8 @@ class Kubectl:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[KubeApiServer]:
-    with KubeApiServer() as running:
+    # The namespace controller starts at once here; the test of `kubectl delete -f` uses the real wait.
+    with KubeApiServer(namespace_termination_delay=0) as running:
         yield running
 
 
@@ -256,6 +258,25 @@ def test_deleting_a_namespace_terminates_it_first(kubectl: Kubectl, installed: P
     assert gone.stderr.strip() == 'Error from server (NotFound): namespaces "flux-system" not found'
     kubectl.ok("create", "namespace", "emptied")
     assert 'namespace "emptied" deleted' in kubectl.ok("delete", "namespace", "emptied", "--timeout=10s")
+
+
+def test_delete_f_of_the_components_deletes_every_object(components: Path, tmp_path: Path) -> None:
+    """The file's namespace comes first, yet every later object is still there when kubectl deletes it."""
+    with KubeApiServer() as cluster:
+        kubectl = Kubectl(cluster, tmp_path)
+        kubectl.ok("apply", "--server-side", "-f", str(components))
+        kubectl.ok("wait", "--for=condition=established", "crd", "--all", "--timeout=10s")
+        documents = [d for d in yaml.safe_load_all(components.read_text(encoding="utf-8")) if d]
+        # --wait=false: kubectl's own wait would then GET each of the objects at its client-side 5 requests/s.
+        result = kubectl("delete", "-f", str(components), "--wait=false")
+        assert (result.returncode, result.stderr) == (0, "")
+        lines = result.stdout.strip().splitlines()
+        assert lines[0] == 'namespace "flux-system" deleted'
+        assert len(lines) == len(documents) and all(line.endswith(" deleted") for line in lines)
+        kubectl.ok("wait", "--for=delete", "namespace/flux-system", "--timeout=30s")
+        gone = kubectl("get", "namespace", "flux-system")
+        assert gone.stderr.strip() == 'Error from server (NotFound): namespaces "flux-system" not found'
+        assert kubectl.ok("get", "crd", "-o", "name") == ""
 
 
 def test_auth_can_i_answers_from_the_user_rules(server: KubeApiServer, tmp_path: Path) -> None:

@@ -65,9 +65,10 @@ def _git(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subpr
 
 
 def _kubectl(sandbox: Sandbox, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["kubectl", "--kubeconfig", str(sandbox.kubeconfig_path), *args], capture_output=True, text=True, timeout=60
-    )
+    # kubectl caches discovery under $HOME/.kube, one folder per server: keep it in the sandbox, not the user's home.
+    env = {"PATH": os.environ["PATH"], "HOME": str(sandbox.directory / "kubectl-home")}
+    command = ["kubectl", "--kubeconfig", str(sandbox.kubeconfig_path), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
 
 
 def _connection(sandbox: Sandbox, token: str, bearer: bool = False):  # type: ignore[no-untyped-def]

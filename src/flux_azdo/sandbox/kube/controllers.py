@@ -3,7 +3,9 @@
 - Every new namespace gets a `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap.
 - CRD naming and establishing (`crds`): `crd_establish_delay` seconds after a CRD is created (or renamed) its
   names are accepted, it becomes `Established` and its kind is served; until then its objects are 404.
-- Namespace lifecycle (`namespaces`): a deleted namespace terminates, then disappears.
+- Namespace lifecycle (`namespaces`): a deleted namespace terminates, then disappears. The controller gets to
+  it `namespace_termination_delay` seconds after the delete, as a real one gets to it only seconds later; until
+  then the namespace shows Terminating (and what it holds) and refuses new content, but keeps its content.
 - Garbage collection (`garbage`): a deleted CRD takes its objects along; `foregroundDeletion` and `orphan`
   finalizers; dependents whose owners are all gone.
 
@@ -38,19 +40,28 @@ def _due_key(crd: JsonObj) -> tuple[str, int]:
 
 class LifecycleController:
     def __init__(
-        self, api: Api, registry: Registry, ca_pem: bytes | None, *, crd_establish_delay: float = 0.05
+        self,
+        api: Api,
+        registry: Registry,
+        ca_pem: bytes | None,
+        *,
+        crd_establish_delay: float = 0.05,
+        namespace_termination_delay: float = 0.0,
     ) -> None:
         self.api = api
         self.store = api.store
         self.registry = registry
         self.ca_pem = ca_pem
         self.crd_establish_delay = crd_establish_delay
+        self.namespace_termination_delay = namespace_termination_delay
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._seen_namespaces: set[str] = set()
         #: When each CRD awaiting its names (by uid and generation) is due to be established (monotonic time).
         self._crds_due: dict[tuple[str, int], float] = {}
+        #: When the content of each terminating namespace (by uid) is due to be deleted (monotonic time).
+        self._namespaces_due: dict[str, float] = {}
         #: The earliest such time, so the loop wakes up for it without a write to poke it.
         self._next_due: float | None = None
 
@@ -94,9 +105,7 @@ class LifecycleController:
         for namespace in self.store.objects(NAMESPACE_KEY):
             metadata = namespace["metadata"]
             if metadata.get("deletionTimestamp"):
-                progress |= namespaces.terminate(self.api, self.registry, namespace)
-                if self.store.get(NAMESPACE_KEY, "", metadata["name"]) is None:
-                    self._seen_namespaces.discard(metadata.get("uid", ""))
+                progress |= self._terminate(namespace)
             elif metadata.get("uid", "") not in self._seen_namespaces:
                 self._seen_namespaces.add(metadata.get("uid", ""))
                 progress |= self._populate(metadata["name"])
@@ -108,8 +117,34 @@ class LifecycleController:
         live = {_due_key(crd) for crd in self.store.objects(CRD_KEY)}
         for forgotten in set(self._crds_due) - live:
             del self._crds_due[forgotten]
+        present = {str(ns["metadata"].get("uid", "")) for ns in self.store.objects(NAMESPACE_KEY)}
+        for forgotten_ns in set(self._namespaces_due) - present:
+            del self._namespaces_due[forgotten_ns]
         progress |= garbage.finalize_owners(self.api, self.registry)
         progress |= garbage.collect_orphans(self.api, self.registry)
+        return progress
+
+    def _wake_at(self, due: float) -> None:
+        self._next_due = due if self._next_due is None else min(self._next_due, due)
+
+    def _terminate(self, namespace: JsonObj) -> bool:
+        """The namespace controller: report at once, delete the content once the namespace's delay has passed."""
+        metadata = namespace["metadata"]
+        uid = str(metadata.get("uid", ""))
+        progress = False
+        if self.namespace_termination_delay > 0:
+            now = time.monotonic()
+            if uid not in self._namespaces_due:
+                self._namespaces_due[uid] = now + self.namespace_termination_delay
+                progress = namespaces.report(self.api, self.registry, namespace)
+            due = self._namespaces_due[uid]
+            if now < due:
+                self._wake_at(due)
+                return progress
+            namespace = self.store.get(NAMESPACE_KEY, "", metadata["name"]) or namespace
+        progress |= namespaces.terminate(self.api, self.registry, namespace)
+        if self.store.get(NAMESPACE_KEY, "", metadata["name"]) is None:
+            self._seen_namespaces.discard(uid)
         return progress
 
     def _establish(self, crd: JsonObj) -> bool:
@@ -121,7 +156,7 @@ class LifecycleController:
         now = time.monotonic()
         due = self._crds_due.setdefault(key, now + self.crd_establish_delay)
         if now < due:
-            self._next_due = due if self._next_due is None else min(self._next_due, due)
+            self._wake_at(due)
             return False
         del self._crds_due[key]
         resource = self.registry.get(*CRD_KEY)

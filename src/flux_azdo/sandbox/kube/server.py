@@ -36,6 +36,11 @@ from flux_azdo.sandbox.kube.transport import HttpServer
 from flux_azdo.sandbox.kube.watch import DEFAULT_BOOKMARK_INTERVAL
 
 SEED_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
+#: Seconds a deleted namespace keeps its content. `kubectl delete -f` of a six-controller gotk-components.yaml
+#: (38 objects, the namespace first) sends its last delete 0.08 s after the namespace's on an idle 2-core machine
+#: and up to 0.57 s after it with twelve busy processes on it; 2 s leaves room for worse, and a real cluster's
+#: namespace controller takes seconds too.
+NAMESPACE_TERMINATION_DELAY = 2.0
 
 
 class KubeApiServer:
@@ -49,7 +54,10 @@ class KubeApiServer:
     `410 Expired`, as after an etcd compaction); `version` is the release /version reports; a new CRD becomes
     Established (and its kind served) `crd_establish_delay` seconds after it is created, as the apiextensions
     controllers do a moment later in a real cluster (0: at once, but still after the write that created it);
-    watches that allow bookmarks get one every `watch_bookmark_interval` seconds.
+    watches that allow bookmarks get one every `watch_bookmark_interval` seconds. A deleted namespace shows
+    Terminating and refuses new content at once, but its content is only deleted `namespace_termination_delay`
+    seconds later, as a real namespace controller gets to it seconds later: `kubectl delete -f` of a file holding
+    the namespace and its content then finds every object and says "deleted" (0: the controller starts at once).
     """
 
     def __init__(
@@ -62,6 +70,7 @@ class KubeApiServer:
         version: str = "v1.32.4",
         crd_establish_delay: float = 0.05,
         watch_bookmark_interval: float = DEFAULT_BOOKMARK_INTERVAL,
+        namespace_termination_delay: float = NAMESPACE_TERMINATION_DELAY,
     ) -> None:
         self.tls = tls
         self.host = host
@@ -80,7 +89,11 @@ class KubeApiServer:
         self._log = RequestLog()
         self.api = Api(self.store, self.registry, self._changed)
         self.controller = LifecycleController(
-            self.api, self.registry, self.ca_data, crd_establish_delay=crd_establish_delay
+            self.api,
+            self.registry,
+            self.ca_data,
+            crd_establish_delay=crd_establish_delay,
+            namespace_termination_delay=namespace_termination_delay,
         )
         self._http: HttpServer | None = None
         self._thread: threading.Thread | None = None
