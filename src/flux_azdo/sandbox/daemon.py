@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -85,8 +86,6 @@ def running_pid(directory: Path) -> int | None:
 
 def read_env(path: Path) -> dict[str, str]:
     """Parse the `export NAME=value` lines `write_env_file` produced (values are shlex-quoted)."""
-    import shlex
-
     values: dict[str, str] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("export "):

@@ -8,7 +8,6 @@ byte, as OpenSSH refuses a private key other users can read.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -34,11 +33,3 @@ def write_rsa_key(path: Path, *, comment: str = "sandbox-user", copy_from: Path 
     with os.fdopen(fd, "wb") as stream:
         stream.write(private)
     Path(f"{path}.pub").write_bytes(public)
-
-
-def remove_key(path: Path) -> None:
-    for candidate in (path, Path(f"{path}.pub")):
-        if candidate.is_dir():
-            shutil.rmtree(candidate)
-        else:
-            candidate.unlink(missing_ok=True)

@@ -14,7 +14,7 @@ import os
 import shlex
 import shutil
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -144,11 +144,7 @@ class Sandbox:
 
     def _user_key(self) -> Path:
         target = self.directory / "id_rsa"
-        source = self.options.user_ssh_key
-        if source is None:
-            write_rsa_key(target)
-            return target
-        write_rsa_key(target, copy_from=source)
+        write_rsa_key(target, copy_from=self.options.user_ssh_key)
         return target
 
     def _start_kubernetes(self) -> None:
@@ -275,10 +271,3 @@ def write_env_file(path: Path, values: Mapping[str, str]) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as stream:
         stream.write("\n".join(lines) + "\n")
     os.replace(temporary, path)
-
-
-@contextlib.contextmanager
-def running_sandbox(directory: Path, options: SandboxOptions | None = None) -> Iterator[Sandbox]:
-    """`with running_sandbox(tmp) as sb:` for fixtures that prefer a function."""
-    with Sandbox(directory, options) as sandbox:
-        yield sandbox
