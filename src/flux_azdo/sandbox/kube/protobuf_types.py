@@ -10,6 +10,18 @@ types: time (metav1.Time), quantity, intstr, raw (RawExtension, FieldsV1) and du
 
 from __future__ import annotations
 
+#: k8s.io/api core/v1 gives Container and EphemeralContainerCommon the same fields and numbers.
+_CONTAINER_FIELDS = (
+    "1 name string; 2 image string; 3 command string r; 4 args string r; 5 workingDir string; "
+    "6 ports ContainerPort r; 19 envFrom EnvFromSource r; 7 env EnvVar r; "
+    "8 resources ResourceRequirements; 23 resizePolicy ContainerResizePolicy r; 24 restartPolicy string; "
+    "25 restartPolicyRules ContainerRestartRule r; 9 volumeMounts VolumeMount r; "
+    "21 volumeDevices VolumeDevice r; 10 livenessProbe Probe; 11 readinessProbe Probe; "
+    "22 startupProbe Probe; 12 lifecycle Lifecycle; 13 terminationMessagePath string; "
+    "20 terminationMessagePolicy string; 14 imagePullPolicy string; 15 securityContext SecurityContext; "
+    "16 stdin bool; 17 stdinOnce bool; 18 tty bool"
+)
+
 MESSAGES: dict[str, str] = {
     "SelfSubjectReview": "1 metadata ObjectMeta; 2 status SelfSubjectReviewStatus",
     "SelfSubjectReviewStatus": "1 userInfo UserInfo",
@@ -51,16 +63,7 @@ MESSAGES: dict[str, str] = {
         "1 localObjectReference LocalObjectReference; 2 items KeyToPath r; 3 defaultMode int32; "
         "4 optional bool; 5 defaultUser int64"
     ),
-    "Container": (
-        "1 name string; 2 image string; 3 command string r; 4 args string r; 5 workingDir string; "
-        "6 ports ContainerPort r; 19 envFrom EnvFromSource r; 7 env EnvVar r; "
-        "8 resources ResourceRequirements; 23 resizePolicy ContainerResizePolicy r; 24 restartPolicy string; "
-        "25 restartPolicyRules ContainerRestartRule r; 9 volumeMounts VolumeMount r; "
-        "21 volumeDevices VolumeDevice r; 10 livenessProbe Probe; 11 readinessProbe Probe; "
-        "22 startupProbe Probe; 12 lifecycle Lifecycle; 13 terminationMessagePath string; "
-        "20 terminationMessagePolicy string; 14 imagePullPolicy string; 15 securityContext SecurityContext; "
-        "16 stdin bool; 17 stdinOnce bool; 18 tty bool"
-    ),
+    "Container": _CONTAINER_FIELDS,
     "ContainerExtendedResourceRequest": "1 containerName string; 2 resourceName string; 3 requestName string",
     "ContainerPort": "1 name string; 2 hostPort int32; 3 containerPort int32; 4 protocol string; 5 hostIP string",
     "ContainerResizePolicy": "1 resourceName string; 2 restartPolicy string",
@@ -119,16 +122,7 @@ MESSAGES: dict[str, str] = {
         "5 fileKeyRef FileKeySelector"
     ),
     "EphemeralContainer": "1 ephemeralContainerCommon EphemeralContainerCommon; 2 targetContainerName string",
-    "EphemeralContainerCommon": (
-        "1 name string; 2 image string; 3 command string r; 4 args string r; 5 workingDir string; "
-        "6 ports ContainerPort r; 19 envFrom EnvFromSource r; 7 env EnvVar r; "
-        "8 resources ResourceRequirements; 23 resizePolicy ContainerResizePolicy r; 24 restartPolicy string; "
-        "25 restartPolicyRules ContainerRestartRule r; 9 volumeMounts VolumeMount r; "
-        "21 volumeDevices VolumeDevice r; 10 livenessProbe Probe; 11 readinessProbe Probe; "
-        "22 startupProbe Probe; 12 lifecycle Lifecycle; 13 terminationMessagePath string; "
-        "20 terminationMessagePolicy string; 14 imagePullPolicy string; 15 securityContext SecurityContext; "
-        "16 stdin bool; 17 stdinOnce bool; 18 tty bool"
-    ),
+    "EphemeralContainerCommon": _CONTAINER_FIELDS,
     "EphemeralVolumeSource": "1 volumeClaimTemplate PersistentVolumeClaimTemplate",
     "Event": (
         "1 metadata ObjectMeta; 2 involvedObject ObjectReference; 3 reason string; 4 message string; "
