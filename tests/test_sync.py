@@ -204,9 +204,17 @@ def test_ssh_hostname_with_ipv6_and_port() -> None:
         "http://alice:s3cr3t-pat@host/o/p/_git/r",
         "https://alice:s3cr3t-pat@dev.azure.com",
         "https://alice:s3cr3t-pat@[::1/x",
+        "git://alice:s3cr3t-pat@pat@host",
+        "alice:s3cr3t-pat@dev.azure.com/o/p/_git/r",
     ],
 )
 def test_a_password_in_the_url_is_never_echoed(url: str) -> None:
     with pytest.raises(UserError) as raised:
         resolve_sync_target(SyncOptions(url=url))
     assert "s3cr3t-pat" not in raised.value.message and "alice:***@" in raised.value.message
+
+
+@pytest.mark.parametrize("url", ["https:/dev.azure.com/o/p/_git/r", "ssh:/git@host/r"])
+def test_a_scheme_missing_a_slash_is_not_read_as_scp_syntax(url: str) -> None:
+    with pytest.raises(UserError, match="is not a valid URL"):
+        resolve_sync_target(SyncOptions(url=url))

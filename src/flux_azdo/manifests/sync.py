@@ -29,6 +29,7 @@ _BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 _PATH_SAFE_SPECIAL = "-_.~$&+,/:;=@"
 _PATH_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789" + _PATH_SAFE_SPECIAL)
 _USERNAME = re.compile(r"^[A-Za-z0-9._-]+$")
+_URL_SCHEMES = frozenset({"http", "https", "ssh", "git", "file", "ftp", "ftps"})
 
 Transport = Literal["https", "http", "ssh"]
 
@@ -82,8 +83,20 @@ def validate_branch(branch: str) -> None:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password removed, for messages: a PAT pasted into a URL must not be echoed."""
-    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://[^/@:]*):[^/@]*@", r"\1:***@", url.strip())
+    """The URL with any password removed, for messages: a PAT pasted into a URL must not be echoed.
+
+    The user info ends at the last `@` of the authority (as Go and urllib read it), so a password that itself
+    holds an `@` is hidden whole; scheme-less `user:password@host/...` is hidden too.
+    """
+    text = url.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    userinfo, at, hostport = rest[:end].rpartition("@")
+    if at and ":" in userinfo:
+        rest = f"{userinfo.partition(':')[0]}:***@{hostport}{rest[end:]}"
+    return f"{scheme}{sep}{rest}"
 
 
 def _valid_encoded(path: str) -> bool:
@@ -118,6 +131,9 @@ def resolve_sync_target(opts: SyncOptions) -> SyncTarget:
     reject_control_characters(opts.url, "--url")
     raw = opts.url.strip()
     scp = None if "://" in raw else _SCP_LIKE.match(raw)
+    if scp is not None and (scp.group("host").lower() in _URL_SCHEMES or "@" in scp.group("path").partition("/")[0]):
+        # `https:/host/...` (a slash short) or `user:password@host/...`: neither is scp-like syntax.
+        raise UserError(f"--url {shown!r} is not a valid URL: write https://host/path or ssh://user@host/path")
     if scp is not None:
         path = scp.group("path")
         raw = f"ssh://{scp.group('user') + '@' if scp.group('user') else ''}{scp.group('host')}/{path.lstrip('/')}"
