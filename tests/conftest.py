@@ -11,13 +11,17 @@ from pathlib import Path
 _SDK_CACHE = os.environ["AZURE_DEVOPS_CACHE_DIR"] = tempfile.mkdtemp(prefix="flux-azdo-sdk-cache-")
 
 import shutil
+from collections.abc import Iterator
 
 import pytest
 
 from flux_azdo.manifests.distribution import Distribution, parse_distribution
 from flux_azdo.sandbox import sample_distribution_path
+from flux_azdo.sandbox.keys import write_rsa_key
+from flux_azdo.sandbox.runtime import Sandbox
 from support.corpus import corpus_dir
 from support.leftovers import live_pids, wait_for_cleanup
+from support.sandboxes import running_sandbox
 
 _PIDS_AT_START: set[int] = set()
 
@@ -63,3 +67,34 @@ def corpus() -> Path:
     if path is None:
         pytest.skip("golden data ../shared/flux-corpus is not next to this checkout (set FLUX_CORPUS_DIR to use it)")
     return path
+
+
+@pytest.fixture(scope="session")
+def ssh_host_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """RSA generation is the slowest part of a sandbox start, so keys are made once per session."""
+    path = tmp_path_factory.mktemp("host-key") / "ssh_host_rsa_key"
+    write_rsa_key(path, comment="sandbox-host")
+    return path
+
+
+@pytest.fixture(scope="session")
+def user_ssh_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("user-key") / "id_rsa"
+    write_rsa_key(path)
+    return path
+
+
+@pytest.fixture
+def azdo_sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    """A fresh sandbox organisation (REST + git over HTTP) per test: tests may change its permissions freely."""
+    with running_sandbox(tmp_path / "sandbox") as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def ssh_sandbox(tmp_path: Path, ssh_host_key: Path, user_ssh_key: Path) -> Iterator[Sandbox]:
+    """The same with OpenSSH's sshd as the SSH endpoint (skipped, saying why, where sshd is missing)."""
+    with running_sandbox(
+        tmp_path / "sandbox", ssh=True, ssh_host_key=ssh_host_key, user_ssh_key=user_ssh_key
+    ) as sandbox:
+        yield sandbox

@@ -1,0 +1,35 @@
+"""Product tests run against the sandbox: a local Azure DevOps (REST + git over HTTP), optionally its SSH endpoint.
+
+The Kubernetes API server and the Flux simulator are off unless asked for: the Azure DevOps and Git tests do not
+need them, and a sandbox without them starts in about 0.1 s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flux_azdo.sandbox.runtime import Sandbox, SandboxOptions
+from flux_azdo.sandbox.ssh import sshd_available
+
+
+@contextlib.contextmanager
+def running_sandbox(
+    directory: Path,
+    *,
+    ssh: bool = False,
+    kube: bool = False,
+    flux: bool = False,
+    ssh_host_key: Path | None = None,
+    user_ssh_key: Path | None = None,
+) -> Iterator[Sandbox]:
+    if ssh:
+        reason = sshd_available()
+        if reason is not None:
+            pytest.skip(f"the SSH endpoint needs OpenSSH's sshd: {reason}")
+    options = SandboxOptions(ssh=ssh, kube=kube, flux=flux, ssh_host_key=ssh_host_key, user_ssh_key=user_ssh_key)
+    with Sandbox(directory, options) as sandbox:
+        yield sandbox
