@@ -73,6 +73,7 @@ def main() -> int:
         "python -c pass (interpreter floor)", lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), 15
     )
     sandbox_benchmarks()
+    git_benchmarks()
     return 0
 
 
@@ -145,6 +146,79 @@ def sandbox_benchmarks() -> None:
             )
             api = client.CoreV1Api(config.new_client_from_config(config_file=str(sandbox.kubeconfig_path)))
             measure("Kubernetes API: read_namespace over https", lambda: api.read_namespace("default"), 50)
+
+
+_SEED_COMMITS = 2000
+
+
+def _seed_history(git_dir: Path, commits: int) -> None:
+    """`commits` commits on main straight into the bare repository (git fast-import: no network, about a second)."""
+    chunks = []
+    for index in range(commits):
+        message = f"change {index}\n".encode()
+        content = f"# cluster {index % 100}, revision {index}\n".encode() * 20
+        chunks.append(
+            b"commit refs/heads/main\ncommitter Seed <seed@example.com> %d +0000\n" % (1_700_000_000 + index)
+            + b"data %d\n%s" % (len(message), message)
+            + b"M 100644 inline clusters/c%03d/flux-system/gotk-sync.yaml\n" % (index % 100)
+            + b"data %d\n%s\n" % (len(content), content)
+        )
+    env = {**os.environ, "GIT_DIR": str(git_dir), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+    subprocess.run(["git", "fast-import", "--quiet"], input=b"".join(chunks), env=env, check=True)
+
+
+def git_benchmarks() -> None:
+    """The git layer against the sandbox over HTTP: opening a checkout (shallow, as shipped, and full history, for
+    comparison), publishing one commit, and twenty writers racing for one branch (attempts needed)."""
+    import tempfile
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flux_azdo.azdo.credentials import AzureDevOpsToken
+    from flux_azdo.git import Change, TokenAuth, Workspace
+    from flux_azdo.git import workspace as git_workspace
+    from flux_azdo.sandbox.runtime import Sandbox, SandboxOptions
+
+    options = SandboxOptions(ssh=False, kube=False, flux=False)
+    with tempfile.TemporaryDirectory() as folder, Sandbox(Path(folder) / "git", options) as sandbox:
+        auth = TokenAuth(AzureDevOpsToken(sandbox.pat))
+        _seed_history(sandbox.repository.git_dir, _SEED_COMMITS)
+        sandbox.world.set_default_branch(sandbox.repository, "refs/heads/main")
+        shipped = git_workspace.FETCH_DEPTH
+        for depth, label in ((None, "full history"), (shipped, f"depth {shipped} (shipped)")):
+            git_workspace.FETCH_DEPTH = depth
+            measure(
+                f"git: open checkout of {_SEED_COMMITS} commits, {label}",
+                lambda: Workspace(sandbox.repo_url, "main", auth, temp_parent=Path(folder)).close(),
+                10,
+            )
+        git_workspace.FETCH_DEPTH = shipped
+        counter = iter(range(10_000))
+        with Workspace(sandbox.repo_url, "main", auth, temp_parent=Path(folder)) as workspace:
+            measure(
+                "git: publish one commit (write, commit, push)",
+                lambda: workspace.publish(lambda root: [Change("bench", {"bench.txt": f"{next(counter)}\n"})]),
+                10,
+            )
+
+        writers = 20
+        start = threading.Barrier(writers)
+
+        def writer(index: int) -> int:
+            with Workspace(sandbox.repo_url, "race", auth, create_branch=True, temp_parent=Path(folder)) as workspace:
+                start.wait()
+                change = Change(f"c{index:02d}", {f"clusters/race-{index:02d}/gotk-sync.yaml": f"{index}\n"})
+                return workspace.publish(lambda root: [change]).attempts
+
+        began = time.perf_counter()
+        with ThreadPoolExecutor(writers) as pool:
+            attempts = sorted(pool.map(writer, range(writers)))
+        wall = time.perf_counter() - began
+        label = "git: 20 concurrent writers to one branch"
+        print(
+            f"{label:<58} wall {wall * 1000:7.0f} ms   attempts max {attempts[-1]}, "
+            f"median {statistics.median(attempts):.0f}, total {sum(attempts)}"
+        )
 
 
 if __name__ == "__main__":
