@@ -19,6 +19,9 @@ from flux_azdo import __version__
 from flux_azdo.errors import UsageError, UserError
 
 if TYPE_CHECKING:
+    from flux_azdo.azdo.credentials import AzureDevOpsToken, Scheme, Source
+    from flux_azdo.azdo.preflight import ClusterCredential, PreflightRequest
+    from flux_azdo.azdo.urls import RepositoryUrl
     from flux_azdo.console import TerminalReporter
     from flux_azdo.manifests.install import InstallOptions
     from flux_azdo.manifests.repository import BootstrapFiles
@@ -189,8 +192,93 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep the result here (default: a temporary folder, removed afterwards)",
     )
     demo.set_defaults(handler=_cmd_demo)
+    check = commands.add_parser(
+        "check",
+        help="check credentials, repository and permissions before a bootstrap (reads only)",
+        description="Check, without changing anything, that a bootstrap to --url can succeed: who the credential "
+        "belongs to, whether the project, repository and branch exist or may be created, the Git permissions and "
+        "PAT scopes the run needs, branch policies, and git access. Every problem comes with its fix. "
+        "Exit code 0: ready; 1: blocked.",
+    )
+    _add_access_flags(check)
+    check.add_argument(
+        "-o", "--output", default="text", choices=("text", "json"), help="text (default) or json on stdout"
+    )
+    check.set_defaults(handler=_cmd_check)
     _add_sandbox_commands(commands)
     return parser
+
+
+def _add_access_flags(parser: argparse.ArgumentParser, *, repository_flags: bool = True) -> None:
+    """How this run reaches the repository: shared by `check` and the commands that write to it.
+
+    `repository_flags=False` leaves out --url, --branch, --provider, --username and --allow-insecure-http for a
+    command that already has them from `_add_sync_flags`.
+    """
+    group = parser.add_argument_group("repository and credentials")
+    if repository_flags:
+        group.add_argument(
+            "--url",
+            required=True,
+            help="Git repository URL: https://dev.azure.com/<org>/<project>/_git/<repo> or "
+            "ssh://git@ssh.dev.azure.com/v3/<org>/<project>/<repo>",
+        )
+        group.add_argument("--branch", default="main", help="branch Flux follows (default main)")
+    group.add_argument("--create-repo", action="store_true", help="create the repository when it does not exist")
+    group.add_argument(
+        "--create-branch",
+        action="store_true",
+        help="create --branch from the default branch when it does not exist in a non-empty repository",
+    )
+    group.add_argument(
+        "--password",
+        default=None,
+        help="https: the PAT or job token; ssh: the passphrase of --private-key-file (default: $GIT_PASSWORD; "
+        "visible in `ps`: prefer GIT_PASSWORD or --password-stdin)",
+    )
+    group.add_argument(
+        "--password-stdin", action="store_true", help="read --password's value from the first line of stdin"
+    )
+    group.add_argument(
+        "--entra-auth",
+        action="store_true",
+        help="use a Microsoft Entra token (DefaultAzureCredential: az login, workload identity, managed identity) "
+        "for the API and, with https, for git",
+    )
+    group.add_argument(
+        "--organization",
+        metavar="URL|NAME",
+        help="the REST API's organisation or collection URL (a name means https://dev.azure.com/NAME); "
+        "needed for SSH URLs of Azure DevOps Server",
+    )
+    group.add_argument("--private-key-file", type=Path, metavar="FILE", help="SSH private key for an ssh:// URL")
+    group.add_argument(
+        "--ssh-known-hosts",
+        type=Path,
+        metavar="FILE",
+        help="known_hosts for the SSH host (Azure DevOps' own key is built in)",
+    )
+    group.add_argument(
+        "--ssh-hostkey-algos",
+        action="append",
+        metavar="LIST",
+        help="host key and signature algorithms for SSH (default rsa-sha2-512,rsa-sha2-256)",
+    )
+    if repository_flags:
+        group.add_argument("-u", "--username", default="git", help="user for SSH URLs without one (default git)")
+        group.add_argument(
+            "--provider",
+            default="generic",
+            choices=("generic", "azure"),
+            help="what the cluster authenticates with: 'generic' (the token or SSH key) or 'azure' (workload identity)",
+        )
+        _add_bool(group, "--allow-insecure-http", False, "allow an http:// URL (test servers only)")
+    group.add_argument(
+        "--timeout",
+        default="30s",
+        metavar="DURATION",
+        help="time limit of each call to Azure DevOps and git (default 30s)",
+    )
 
 
 def _folder(text: str) -> Path:
@@ -432,6 +520,183 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if keep:
         print(f"\nThe files are in {root}.")
     return 0
+
+
+def _seconds(text: str, flag: str) -> float:
+    from flux_azdo.manifests.durations import parse_go_duration
+
+    try:
+        seconds = parse_go_duration(text.strip()) / 1e9
+    except ValueError:
+        seconds = 0.0
+    if seconds <= 0:
+        raise UsageError(f"{flag}={text!r} is not a positive duration: use e.g. 30s or 2m")
+    return seconds
+
+
+def _with_ssh_user(url: str, username: str) -> str:
+    """Flux's --username: the SSH user when the URL names none (`ssh://host/...` or `host:path`)."""
+    text = url.strip()
+    if not username or "@" in text.split("/", 3)[2 if text.startswith("ssh://") else 0]:
+        return text
+    if text.startswith("ssh://"):
+        return f"ssh://{username}@{text.removeprefix('ssh://')}"
+    if "://" not in text and ":" in text.split("/", 1)[0]:
+        return f"{username}@{text}"
+    return text
+
+
+def _stdin_line(flag: str) -> str:
+    line = sys.stdin.readline().strip()
+    if not line:
+        raise UserError(f"{flag}: standard input was empty: pipe the secret in, e.g. printenv AZDO_PAT | flux-azdo ...")
+    return line
+
+
+def _token(secret: str, source: Source, origin: str, scheme: Scheme = "basic") -> AzureDevOpsToken:
+    from flux_azdo.azdo.credentials import AzureDevOpsToken
+
+    try:
+        return AzureDevOpsToken(secret, scheme, source, origin)
+    except ValueError:
+        raise UserError(f"the token from {origin} has spaces or several lines: pass the token alone") from None
+
+
+def _entra_auth_token() -> AzureDevOpsToken:
+    import logging
+
+    from azure.identity import DefaultAzureCredential
+
+    from flux_azdo.azdo.credentials import entra_token
+
+    # azure-identity logs every credential it tried as a multi-line warning; our one-line error says it all.
+    quiet = logging.getLogger("azure.identity")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        return entra_token(DefaultAzureCredential(), "DefaultAzureCredential")
+    except Exception as exc:  # azure-identity raises ClientAuthenticationError and friends, with long texts
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200].rstrip(".")
+        raise UserError(
+            f"--entra-auth: no Microsoft Entra token ({first}): sign in with `az login`, or run where a managed or "
+            "workload identity is available"
+        ) from None
+    finally:
+        quiet.setLevel(level)
+
+
+def _https_token(args: argparse.Namespace, reporter: TerminalReporter) -> AzureDevOpsToken | None:
+    """The git password: --password, --password-stdin, GIT_PASSWORD, else a prompt when someone is at a terminal."""
+    if args.password is not None:
+        secret, origin = args.password.strip(), "--password"
+    elif args.password_stdin:
+        secret, origin = _stdin_line("--password-stdin"), "stdin"
+    elif os.environ.get("GIT_PASSWORD", "").strip():
+        secret, origin = os.environ["GIT_PASSWORD"].strip(), "GIT_PASSWORD"
+    elif sys.stdin is not None and sys.stdin.isatty():
+        import getpass
+
+        secret, origin = getpass.getpass("PAT or job token for the repository: ").strip(), "the prompt"
+    else:
+        return None
+    if not secret:
+        raise UserError(f"the token from {origin} is empty: pass a PAT or the pipeline's job token")
+    job = os.environ.get("SYSTEM_ACCESSTOKEN", "").strip()
+    return _token(secret, "job-token" if job and secret == job else "password", origin)
+
+
+def _ssh_api_token() -> AzureDevOpsToken | None:
+    """For an SSH URL the password is the key's passphrase; the API token comes from what `az devops` reads."""
+    pat = os.environ.get("AZURE_DEVOPS_EXT_PAT", "").strip()
+    if pat:
+        return _token(pat, "environment", "AZURE_DEVOPS_EXT_PAT")
+    job = os.environ.get("SYSTEM_ACCESSTOKEN", "").strip()
+    if job:
+        return _token(job, "job-token", "SYSTEM_ACCESSTOKEN", "bearer")
+    return None
+
+
+def _parse_access_url(args: argparse.Namespace) -> RepositoryUrl:
+    from flux_azdo.azdo.urls import parse_repository_url
+
+    url = parse_repository_url(_with_ssh_user(args.url, args.username), allow_insecure_http=args.allow_insecure_http)
+    if args.organization:
+        url = url.with_collection_url(args.organization, allow_insecure_http=args.allow_insecure_http)
+    return url
+
+
+def _preflight_request(args: argparse.Namespace, reporter: TerminalReporter) -> PreflightRequest:
+    """Flags and environment -> what the preflight needs; secrets are read here and never printed."""
+    from flux_azdo.azdo.preflight import PreflightRequest
+    from flux_azdo.git.auth import GitAuth, SshAuth, TokenAuth
+    from flux_azdo.manifests.sync import validate_branch
+
+    validate_branch(args.branch)
+    timeout = _seconds(args.timeout, "--timeout")
+    if args.password is not None and args.password_stdin:
+        raise UsageError("pass either --password or --password-stdin, not both")
+    url = _parse_access_url(args)
+    if args.password is not None:
+        instead = (
+            "through --password-stdin" if url.transport == "ssh" else "in GIT_PASSWORD or through --password-stdin"
+        )
+        reporter.warning(
+            f"--password is visible to other users in `ps` and stays in your shell history: pass it {instead} instead"
+        )
+    ssh_key = None
+    git_auth: GitAuth = None
+    if url.transport == "ssh":
+        token = _entra_auth_token() if args.entra_auth else _ssh_api_token()
+        # The key's passphrase, as `flux bootstrap git` reads it: the password (ignored for an unencrypted key).
+        passphrase = args.password if args.password is not None else os.environ.get("GIT_PASSWORD") or None
+        if args.password_stdin:
+            passphrase = _stdin_line("--password-stdin")
+        if args.private_key_file is not None:
+            from flux_azdo.git.ssh import inspect_private_key, known_hosts_for
+
+            try:
+                key = args.private_key_file.read_bytes()
+            except OSError as exc:
+                raise UserError(
+                    f"--private-key-file {args.private_key_file} cannot be read ({exc.strerror}): "
+                    "pass the path of the private key"
+                ) from None
+            ssh_key = inspect_private_key(key, passphrase)
+            known_hosts = known_hosts_for(url, args.ssh_known_hosts)
+            algorithms = _csv(args.ssh_hostkey_algos) or ("rsa-sha2-512", "rsa-sha2-256")
+            git_auth = SshAuth(key, passphrase, known_hosts, algorithms)
+    else:
+        token = _entra_auth_token() if args.entra_auth else _https_token(args, reporter)
+        git_auth = TokenAuth(token) if token is not None else None
+    cluster: ClusterCredential = "ssh" if url.transport == "ssh" else "token"
+    if args.provider == "azure":
+        cluster = "workload-identity"
+    return PreflightRequest(
+        url=url,
+        branch=args.branch,
+        create_repository=args.create_repo,
+        create_branch=args.create_branch,
+        token=token,
+        git_auth=git_auth,
+        ssh_key=ssh_key,
+        cluster_credential=cluster,
+        timeout=timeout,
+    )
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    import json
+
+    from flux_azdo.azdo.preflight import render_text, run_preflight
+    from flux_azdo.console import TerminalReporter
+
+    report = run_preflight(_preflight_request(args, TerminalReporter()))
+    if args.output == "json":
+        sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(render_text(report))
+    sys.stdout.flush()
+    return 0 if report.can_proceed else 1
 
 
 def _cmd_sandbox_up(args: argparse.Namespace) -> int:

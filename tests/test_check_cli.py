@@ -1,0 +1,335 @@
+"""`flux-azdo check` as a user runs it against the sandbox: flags, credentials, output, exit codes, the README."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from flux_azdo.cli import main
+from flux_azdo.sandbox.runtime import Sandbox
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BIN = Path(sys.executable).parent
+BUILD_SERVICE = "platform Build Service (sandbox-org)"
+CREDENTIAL_VARIABLES = ("GIT_PASSWORD", "AZURE_DEVOPS_EXT_PAT", "SYSTEM_ACCESSTOKEN")
+
+
+class _NotATerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No credential from the machine running the tests, an isolated git, and a stdin that is not a terminal."""
+    for name in CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
+    monkeypatch.setattr(sys, "stdin", _NotATerminal(""))
+
+
+def check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["check", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_pat_from_git_password_is_ready(
+    azdo_sandbox: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIT_PASSWORD", azdo_sandbox.pat)
+    code, out, err = check(capsys, "--url", azdo_sandbox.repo_url, "--allow-insecure-http")
+    assert code == 0, out + err
+    assert err == ""
+    lines = out.splitlines()
+    assert "✔ the PAT from GIT_PASSWORD works for " + azdo_sandbox.org_url in lines
+    assert "✔ authenticated as Sandbox Admin (user)" in lines
+    assert "✔ Sandbox Admin has Contribute (GenericContribute) on repository fleet-infra, branch main" in lines
+    assert any(line.startswith("⚠️  the PAT will be stored in the cluster") for line in lines)
+    assert lines[-1] == (
+        f"✔ ready: nothing blocks a bootstrap of {azdo_sandbox.repo_url} on branch main (1 warning above)"
+    )
+    assert azdo_sandbox.pat not in out + err
+
+
+def test_password_on_the_command_line_works_and_warns_about_ps(
+    azdo_sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = check(
+        capsys, "--url", azdo_sandbox.repo_url, "--allow-insecure-http", "--password", azdo_sandbox.pat
+    )
+    assert code == 0, out + err
+    assert err.startswith("⚠️  --password is visible to other users in `ps`")
+    assert "GIT_PASSWORD" in err and "--password-stdin" in err
+    assert azdo_sandbox.pat not in out + err
+
+
+def test_password_stdin_reads_one_line(
+    azdo_sandbox: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "stdin", _NotATerminal(azdo_sandbox.pat + "\n"))
+    code, out, err = check(capsys, "--url", azdo_sandbox.repo_url, "--allow-insecure-http", "--password-stdin")
+    assert code == 0, out + err
+    assert "✔ the PAT from stdin works" in out and err == ""
+
+
+def test_no_token_and_no_terminal_is_blocked_with_how_to_pass_one(
+    azdo_sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = check(capsys, "--url", azdo_sandbox.repo_url, "--allow-insecure-http")
+    assert code == 1
+    assert "✗ no token for " in out
+    assert "    fix: set GIT_PASSWORD, or pipe the token into --password-stdin, or pass --entra-auth" in out
+
+
+def test_a_job_token_lacking_contribute_is_blocked_with_the_setting_and_command(
+    azdo_sandbox: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYSTEM_ACCESSTOKEN", azdo_sandbox.job_token)
+    monkeypatch.setenv("GIT_PASSWORD", azdo_sandbox.job_token)
+    code, out, _ = check(capsys, "--url", azdo_sandbox.repo_url, "--allow-insecure-http")
+    assert code == 1
+    lines = out.splitlines()
+    assert f"✔ authenticated as {BUILD_SERVICE} (project build service: a pipeline's job token)" in lines
+    failing = lines.index(
+        f"✗ {BUILD_SERVICE} lacks Contribute (GenericContribute) on repository fleet-infra, branch main: "
+        "the push would be rejected (TF401027)"
+    )
+    assert lines[failing + 1] == (
+        f'    fix: Project settings > Repositories > fleet-infra > Security > "{BUILD_SERVICE}" > Contribute: Allow'
+    )
+    project, repository = azdo_sandbox.project, azdo_sandbox.repository
+    assert lines[failing + 2].startswith("    or run: az devops security permission update --id ")
+    assert (
+        f"--token repoV2/{project.id}/{repository.id} --allow-bit 4 --org {azdo_sandbox.org_url}" in lines[failing + 2]
+    )
+    assert lines[-1] == "✗ blocked: fix the 2 problems above, then run flux-azdo check again"
+    # Every ✗ line is followed by its fix.
+    for index, line in enumerate(lines[:-1]):
+        if line.startswith("✗ "):
+            assert lines[index + 1].startswith("    fix: "), line
+
+
+def test_an_expired_pat_is_blocked(
+    azdo_sandbox: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from flux_azdo.sandbox.runtime import FULL_SCOPES
+
+    expired = azdo_sandbox.world.issue_pat(
+        azdo_sandbox.user, FULL_SCOPES, expires=datetime.now(timezone.utc) - timedelta(hours=1)
+    )
+    monkeypatch.setenv("GIT_PASSWORD", expired)
+    code, out, _ = check(capsys, "--url", azdo_sandbox.repo_url, "--allow-insecure-http")
+    assert code == 1
+    lines = out.splitlines()
+    index = lines.index("✗ the PAT has expired")
+    assert lines[index + 1].startswith(f"    fix: regenerate the PAT at {azdo_sandbox.org_url}/_usersSettings/tokens")
+
+
+def test_json_output_is_the_report_and_nothing_else(
+    azdo_sandbox: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIT_PASSWORD", azdo_sandbox.job_token)
+    code, out, err = check(capsys, "--url", azdo_sandbox.repo_url, "--allow-insecure-http", "--output", "json")
+    assert code == 1 and err == ""
+    document = json.loads(out)  # stdout holds the document only
+    assert set(document) == {"url", "branch", "verdict", "caller", "repository", "checks"}
+    assert document["url"] == azdo_sandbox.repo_url and document["branch"] == "main"
+    assert document["verdict"] == "blocked"
+    assert document["caller"]["display_name"] == BUILD_SERVICE and document["caller"]["kind"] == "build-service"
+    assert document["repository"]["name"] == "fleet-infra" and document["repository"]["default_branch"] is None
+    for entry in document["checks"]:
+        assert set(entry) == {"key", "status", "message", "fix", "command"}
+        assert entry["status"] in ("ok", "fail", "warn", "skip")
+        if entry["status"] == "fail":
+            assert entry["fix"]
+    contribute = next(e for e in document["checks"] if e["key"] == "permission:GENERIC_CONTRIBUTE")
+    assert contribute["status"] == "fail" and "--allow-bit 4" in contribute["command"]
+    assert azdo_sandbox.job_token not in out
+
+
+def test_ssh_with_the_api_token_from_the_environment(
+    ssh_sandbox: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert ssh_sandbox.ssh_url and ssh_sandbox.ssh_key_path
+    monkeypatch.setenv("AZURE_DEVOPS_EXT_PAT", ssh_sandbox.pat)
+    args = [
+        "--url",
+        ssh_sandbox.ssh_url,
+        "--organization",
+        ssh_sandbox.org_url,
+        "--allow-insecure-http",
+        "--private-key-file",
+        str(ssh_sandbox.ssh_key_path),
+        "--ssh-known-hosts",
+        str(ssh_sandbox.known_hosts_path),
+    ]
+    code, out, err = check(capsys, *args)
+    assert code == 0, out + err
+    assert "✔ the PAT from AZURE_DEVOPS_EXT_PAT works" in out
+    assert f"✔ git can read {ssh_sandbox.ssh_url} over SSH (RSA 3072) (empty repository)" in out.splitlines()
+    # Without an API token the REST checks are skipped, saying how to enable them; git still runs.
+    monkeypatch.delenv("AZURE_DEVOPS_EXT_PAT")
+    code, out, err = check(capsys, *args)
+    assert code == 0, out + err
+    assert "– Azure DevOps checks skipped" in out and "AZURE_DEVOPS_EXT_PAT" in out
+    assert "✔ git can read" in out
+
+
+def test_an_ed25519_key_is_blocked_before_connecting(
+    ssh_sandbox: Sandbox, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert ssh_sandbox.ssh_url
+    key = tmp_path / "id_ed25519"
+    key.write_bytes(
+        ed25519.Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        )
+    )
+    key.chmod(0o600)
+    code, out, _ = check(
+        capsys,
+        "--url",
+        ssh_sandbox.ssh_url,
+        "--private-key-file",
+        str(key),
+        "--ssh-known-hosts",
+        str(ssh_sandbox.known_hosts_path),
+    )
+    assert code == 1
+    assert "– git access over SSH not tried: Azure DevOps refuses this key" in out.splitlines()
+    assert "ssh-keygen -t rsa" in out
+
+
+def test_an_rsa_key_with_a_passphrase_from_stdin(
+    ssh_sandbox: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert ssh_sandbox.ssh_url
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = tmp_path / "id_rsa_protected"
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.BestAvailableEncryption(b"open sesame"),
+        )
+    )
+    key.chmod(0o600)
+    public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    ssh_sandbox.world.add_ssh_key(ssh_sandbox.user, public.decode() + " protected")
+    assert ssh_sandbox.ssh is not None
+    ssh_sandbox.ssh.refresh_keys()  # sshd reads authorized_keys, which the sandbox writes from the world
+    args = [
+        "--url",
+        ssh_sandbox.ssh_url,
+        "--private-key-file",
+        str(key),
+        "--ssh-known-hosts",
+        str(ssh_sandbox.known_hosts_path),
+    ]
+    monkeypatch.setattr(sys, "stdin", _NotATerminal("open sesame\n"))
+    code, out, err = check(capsys, *args, "--password-stdin")
+    assert code == 0, out + err
+    assert f"✔ git can read {ssh_sandbox.ssh_url} over SSH (RSA 2048) (empty repository)" in out.splitlines()
+    # Without an API token or --organization the REST checks were skipped, and the verdict says so.
+    assert out.splitlines()[-1].endswith("on branch main (1 skipped above)")
+    assert "open sesame" not in out + err
+    # A wrong passphrase is one line, before anything connects.
+    monkeypatch.setattr(sys, "stdin", _NotATerminal("not-the-passphrase-42\n"))
+    code, out, err = check(capsys, *args, "--password-stdin")
+    assert code == 1 and out == ""
+    assert err.startswith("✗ the passphrase of the SSH private key is wrong")
+    assert len(err.strip().splitlines()) == 1 and "not-the-passphrase-42" not in err
+    # Like `flux bootstrap git`, GIT_PASSWORD is the passphrase when no flag gives one.
+    monkeypatch.setenv("GIT_PASSWORD", "open sesame")
+    code, out, err = check(capsys, *args)
+    assert code == 0, out + err
+
+
+def test_an_scp_like_url_gets_the_username(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Nothing to connect with (no key, no API token): every check is skipped, no network is used."""
+    code, out, _ = check(
+        capsys, "--url", "ssh.dev.azure.com:v3/contoso/platform/fleet-infra", "-u", "git", "-o", "json"
+    )
+    document = json.loads(out)
+    assert code == 0 and document["verdict"] == "ready"
+    assert document["url"].startswith("git@ssh.dev.azure.com:") or document["url"].startswith("ssh://git@")
+    assert [c["status"] for c in document["checks"]] == ["skip", "skip"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "exit_code", "message"),
+    [
+        (["--output", "xml"], 2, "invalid choice"),
+        (["--password", "x", "--password-stdin"], 2, "either --password or --password-stdin"),
+        (["--timeout", "soon"], 2, "--timeout='soon' is not a positive duration"),
+        (["--branch", "bad..name"], 1, "not a valid Git branch name"),
+    ],
+)
+def test_mistakes_are_one_line_before_any_call(
+    capsys: pytest.CaptureFixture[str], argv: list[str], exit_code: int, message: str
+) -> None:
+    code, out, err = check(capsys, "--url", "https://dev.azure.com/o/p/_git/r", *argv)
+    assert code == exit_code
+    assert out == "" and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_http_url_needs_allow_insecure_http(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = check(capsys, "--url", "http://127.0.0.1:9/o/p/_git/r")
+    assert code == 1 and out == ""
+    assert err.startswith("✗ ") and "--allow-insecure-http" in err and len(err.strip().splitlines()) == 1
+
+
+# ----- the README, run as written ---------------------------------------------------------------------------------
+
+
+def _readme_check_example() -> str:
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"<!-- check-example[^>]*-->\n```sh\n(.*?)```\n<!-- end check-example -->", text, re.S)
+    assert match, "README.md lost its check example block"
+    return match.group(1)
+
+
+def test_readme_check_example_runs_as_written(tmp_path: Path) -> None:
+    root = tmp_path / "flux-check"
+    script = _readme_check_example().replace("/tmp/flux-check", str(root))
+    env = {
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "AZURE_DEVOPS_CACHE_DIR": str(tmp_path / "sdk-cache"),
+    }
+    try:
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True, text=True, timeout=180
+        )
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, output
+        assert "✔ authenticated as Sandbox Admin (user)" in result.stdout
+        assert "✔ ready: nothing blocks a bootstrap of" in result.stdout
+        assert f'Security > "{BUILD_SERVICE}" > Contribute: Allow' in result.stdout
+        assert "✗ blocked: fix the 2 problems above" in result.stdout
+        assert "exit code 1" in result.stdout
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "flux_azdo", "sandbox", "down", "--dir", str(root)],
+            env=env,
+            capture_output=True,
+            timeout=90,
+        )
