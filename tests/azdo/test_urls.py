@@ -195,7 +195,7 @@ FORMS = [
     pytest.param(
         "https://build@ADO.example.com:8443/Fabrikam/My%20Project/_git/fleet-infra.git",
         services(
-            "https://build@ADO.example.com:8443/Fabrikam/My%20Project/_git/fleet-infra.git",
+            "https://***@ADO.example.com:8443/Fabrikam/My%20Project/_git/fleet-infra.git",
             kind="server",
             host="ado.example.com",
             port=8443,
@@ -728,6 +728,37 @@ def test_a_password_never_reaches_any_field(url: str) -> None:
     parsed = parse_repository_url(url)
     assert "s3cret" not in repr(parsed)
     assert ":***@" in parsed.original
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # A PAT as the whole user name authenticates with git just as well: it is hidden too.
+        (
+            "https://s3cretpat0123456789@dev.azure.com/contoso/platform/_git/fleet-infra",
+            "https://***@dev.azure.com/contoso/platform/_git/fleet-infra",
+        ),
+        # The clone dialog's form repeats the organisation: nothing secret, kept.
+        (
+            "https://contoso@dev.azure.com/contoso/platform/_git/fleet-infra",
+            "https://contoso@dev.azure.com/contoso/platform/_git/fleet-infra",
+        ),
+        (
+            "https://contoso@contoso.visualstudio.com/platform/_git/fleet-infra",
+            "https://contoso@contoso.visualstudio.com/platform/_git/fleet-infra",
+        ),
+    ],
+)
+def test_a_user_name_that_may_be_a_token_is_hidden(url: str, shown: str) -> None:
+    parsed = parse_repository_url(url)
+    assert parsed.original == shown
+    assert "s3cretpat" not in repr(parsed)
+
+
+def test_a_token_as_user_name_is_not_echoed_in_errors() -> None:
+    with pytest.raises(UserError) as raised:
+        parse_repository_url("https://s3cretpat0123456789@dev.azure.com/contoso/platform")
+    assert "s3cretpat" not in raised.value.message and "***@dev.azure.com" in raised.value.message
 
 
 @pytest.mark.parametrize(

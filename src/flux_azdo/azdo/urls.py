@@ -21,6 +21,7 @@ from urllib.parse import SplitResult, quote, unquote, urlsplit
 from flux_azdo.errors import UserError
 from flux_azdo.manifests.azure_devops import AZURE_DEVOPS_HTTPS_HOST, AZURE_DEVOPS_SSH_HOSTS
 from flux_azdo.manifests.sync import go_escaped_path
+from flux_azdo.redaction import redact_url
 
 HostKind = Literal["services", "legacy", "server", "other"]
 Transport = Literal["https", "http", "ssh"]
@@ -118,22 +119,8 @@ class _Location:
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ***: a PAT pasted into a URL must never be echoed.
-
-    The user info ends at the LAST '@' of the authority (as urllib and Go read it), so a password containing '@'
-    is hidden whole.
-    """
-    scheme = ""
-    rest = url
-    if "://" in url:
-        scheme, _, rest = url.partition("://")
-        scheme += "://"
-    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
-    authority, tail = rest[:end], rest[end:]
-    userinfo, at, hostport = authority.rpartition("@")
-    if at and ":" in userinfo:
-        authority = f"{userinfo.partition(':')[0]}:***@{hostport}"
-    return f"{scheme}{authority}{tail}"
+    """The URL safe to print (see `flux_azdo.redaction`): a PAT pasted into it is never echoed."""
+    return redact_url(url)
 
 
 def encode(name: str) -> str:

@@ -20,6 +20,7 @@ from flux_azdo.manifests.flags import reject_control_characters, validate_namesp
 from flux_azdo.manifests.goyaml import scalar
 from flux_azdo.manifests.install import DEFAULT_NAMESPACE
 from flux_azdo.manifests.paths import kustomization_path, repository_path
+from flux_azdo.redaction import redact_url
 
 KUSTOMIZATION_INTERVAL = "10m0s"
 PROVIDERS = ("generic", "azure")
@@ -80,23 +81,6 @@ def validate_branch(branch: str) -> None:
     )
     if bad:
         raise UserError(f"--branch={branch!r} is not a valid Git branch name: use a name such as main")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password removed, for messages: a PAT pasted into a URL must not be echoed.
-
-    The user info ends at the last `@` of the authority (as Go and urllib read it), so a password that itself
-    holds an `@` is hidden whole; scheme-less `user:password@host/...` is hidden too.
-    """
-    text = url.strip()
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        scheme, rest = "", text
-    end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
-    userinfo, at, hostport = rest[:end].rpartition("@")
-    if at and ":" in userinfo:
-        rest = f"{userinfo.partition(':')[0]}:***@{hostport}{rest[end:]}"
-    return f"{scheme}{sep}{rest}"
 
 
 def _valid_encoded(path: str) -> bool:
