@@ -148,7 +148,8 @@ def test_json_output_is_the_report_and_nothing_else(
     code, out, err = check(capsys, "--url", azdo_sandbox.repo_url, "--allow-insecure-http", "--output", "json")
     assert code == 1 and err == ""
     document = json.loads(out)  # stdout holds the document only
-    assert set(document) == {"url", "branch", "verdict", "caller", "repository", "checks"}
+    assert set(document) == {"url", "branch", "verdict", "skipped", "caller", "repository", "checks"}
+    assert document["skipped"] == 0
     assert document["url"] == azdo_sandbox.repo_url and document["branch"] == "main"
     assert document["verdict"] == "blocked"
     assert document["caller"]["display_name"] == BUILD_SERVICE and document["caller"]["kind"] == "build-service"
@@ -187,7 +188,8 @@ def test_ssh_with_the_api_token_from_the_environment(
     monkeypatch.delenv("AZURE_DEVOPS_EXT_PAT")
     code, out, err = check(capsys, *args)
     assert code == 0, out + err
-    assert "– Azure DevOps checks skipped" in out and "AZURE_DEVOPS_EXT_PAT" in out
+    assert "– Azure DevOps checks skipped: identity, project, repository and permissions" in out.splitlines()
+    assert "⚠️  push permissions not verified: no API token for Azure DevOps" in out and "AZURE_DEVOPS_EXT_PAT" in out
     assert "✔ git can read" in out
 
 
@@ -247,13 +249,18 @@ def test_an_rsa_key_with_a_passphrase_from_stdin(
     assert code == 0, out + err
     assert f"✔ git can read {ssh_sandbox.ssh_url} over SSH (RSA 2048) (empty repository)" in out.splitlines()
     # Without an API token or --organization the REST checks were skipped, and the verdict says so.
-    assert out.splitlines()[-1].endswith("on branch main (1 skipped above)")
+    lines = out.splitlines()
+    assert "⚠️  push permissions not verified: the REST API address cannot be derived from this SSH URL" in lines
+    assert lines[-1] == (
+        f"✔ ready as far as checked (1 check skipped): nothing found blocks a bootstrap of {ssh_sandbox.ssh_url} on "
+        "branch main (1 warning above)"
+    )
     assert "open sesame" not in out + err
-    # A wrong passphrase is one line, before anything connects.
+    # A wrong passphrase is one line naming the file and the flag, before anything connects.
     monkeypatch.setattr(sys, "stdin", _NotATerminal("not-the-passphrase-42\n"))
     code, out, err = check(capsys, *args, "--password-stdin")
     assert code == 1 and out == ""
-    assert err.startswith("✗ the passphrase of the SSH private key is wrong")
+    assert err.startswith(f"✗ --private-key-file {key}: the passphrase of the SSH private key is wrong")
     assert len(err.strip().splitlines()) == 1 and "not-the-passphrase-42" not in err
     # Like `flux bootstrap git`, GIT_PASSWORD is the passphrase when no flag gives one.
     monkeypatch.setenv("GIT_PASSWORD", "open sesame")
@@ -262,14 +269,28 @@ def test_an_rsa_key_with_a_passphrase_from_stdin(
 
 
 def test_an_scp_like_url_gets_the_username(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """Nothing to connect with (no key, no API token): every check is skipped, no network is used."""
+    """Nothing to connect with (no key, no API token): nothing is checked, no network is used, and the report
+    says that the push permissions were not verified instead of calling it plainly ready."""
     code, out, _ = check(
         capsys, "--url", "ssh.dev.azure.com:v3/contoso/platform/fleet-infra", "-u", "git", "-o", "json"
     )
     document = json.loads(out)
-    assert code == 0 and document["verdict"] == "ready"
-    assert document["url"].startswith("git@ssh.dev.azure.com:") or document["url"].startswith("ssh://git@")
-    assert [c["status"] for c in document["checks"]] == ["skip", "skip"]
+    assert code == 0 and document["verdict"] == "ready" and document["skipped"] == 2
+    assert document["url"] == "git@ssh.dev.azure.com:v3/contoso/platform/fleet-infra"
+    assert [(c["key"], c["status"]) for c in document["checks"]] == [
+        ("token", "skip"),
+        ("push-permissions", "warn"),
+        ("git", "skip"),
+    ]
+    warning = document["checks"][1]
+    assert warning["message"].startswith("push permissions not verified: ")
+    assert warning["fix"].startswith("set AZURE_DEVOPS_EXT_PAT to a PAT of the SSH key's owner")
+    code, out, _ = check(capsys, "--url", "ssh.dev.azure.com:v3/contoso/platform/fleet-infra")
+    assert code == 0
+    assert out.splitlines()[-1] == (
+        "✔ ready as far as checked (2 checks skipped): nothing found blocks a bootstrap of "
+        "git@ssh.dev.azure.com:v3/contoso/platform/fleet-infra on branch main (1 warning above)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -279,6 +300,12 @@ def test_an_scp_like_url_gets_the_username(capsys: pytest.CaptureFixture[str], t
         (["--password", "x", "--password-stdin"], 2, "either --password or --password-stdin"),
         (["--timeout", "soon"], 2, "--timeout='soon' is not a positive duration"),
         (["--branch", "bad..name"], 1, "not a valid Git branch name"),
+        (["--private-key-file", "id_rsa"], 2, "--private-key-file applies to SSH URLs only, and --url is https"),
+        (["--ssh-known-hosts", "known_hosts"], 2, "--ssh-known-hosts applies to SSH URLs only"),
+        (["--ssh-hostkey-algos", "rsa-sha2-512"], 2, "--ssh-hostkey-algos applies to SSH URLs only"),
+        (["--organization", "https://tfs.example.com/DefaultCollection"], 2, "the repository's token would be sent"),
+        (["--url", "https://github.com/o/r.git", "--provider", "azure"], 2, "--provider azure is for Azure DevOps"),
+        (["--url", "ssh://git@ssh.dev.azure.com/v3/o/p/r", "--provider", "azure"], 2, "works over https only"),
     ],
 )
 def test_mistakes_are_one_line_before_any_call(
@@ -287,6 +314,109 @@ def test_mistakes_are_one_line_before_any_call(
     code, out, err = check(capsys, "--url", "https://dev.azure.com/o/p/_git/r", *argv)
     assert code == exit_code
     assert out == "" and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_mistake_with_json_output_is_a_json_document_too(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = check(capsys, "--url", "https://dev.azure.com/o/p/_git/r", "-o", "json", "--timeout", "soon")
+    assert code == 2
+    assert json.loads(out) == {
+        "verdict": "error",
+        "error": "--timeout='soon' is not a positive duration: use e.g. 30s or 2m",
+        "fix": None,
+    }
+    assert err == "✗ --timeout='soon' is not a positive duration: use e.g. 30s or 2m\n"
+
+
+def test_a_token_too_short_to_be_one_is_refused_without_echoing_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIT_PASSWORD", "hunter2")
+    code, out, err = check(capsys, "--url", "https://dev.azure.com/o/p/_git/r")
+    assert code == 1 and out == ""
+    assert err == (
+        "✗ the token from GIT_PASSWORD is 7 characters long, too short to be a PAT or a job token: pass the token "
+        "itself\n"
+    )
+
+
+def test_key_and_known_hosts_files_that_cannot_be_read_name_the_flag_and_the_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    url = "ssh://git@ssh.dev.azure.com/v3/o/p/r"
+    missing = tmp_path / "nowhere"
+    code, out, err = check(capsys, "--url", url, "--private-key-file", str(missing))
+    assert code == 1 and out == ""
+    assert err == (
+        f"✗ --private-key-file {missing} cannot be read (No such file or directory): pass the path of the private key\n"
+    )
+    key = tmp_path / "id_rsa"
+    key.write_bytes(
+        rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+        )
+    )
+    code, out, err = check(capsys, "--url", url, "--private-key-file", str(key), "--ssh-known-hosts", str(missing))
+    assert code == 1 and out == ""
+    assert err.startswith(f"✗ --ssh-known-hosts {missing} cannot be read (No such file or directory)")
+    public = tmp_path / "id_rsa.pub"
+    public.write_text("ssh-rsa AAAAB3NzaC1yc2E user@host\n")
+    code, out, err = check(capsys, "--url", url, "--private-key-file", str(public))
+    assert code == 1
+    assert err.startswith(f"✗ --private-key-file {public}: the SSH key file holds a public key")
+
+
+def test_a_wrong_organization_says_to_check_it(
+    azdo_sandbox: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIT_PASSWORD", azdo_sandbox.pat)
+    elsewhere = azdo_sandbox.org_url.rsplit("/", 1)[0] + "/other-org"
+    code, out, _ = check(capsys, "--url", azdo_sandbox.repo_url, "--allow-insecure-http", "--organization", elsewhere)
+    assert code == 1
+    lines = out.splitlines()
+    failing = next(index for index, line in enumerate(lines) if line.startswith("✗ "))
+    assert lines[failing] == (
+        f"✗ {elsewhere} is not an Azure DevOps organisation or collection URL (its location service answered HTTP 404)"
+    )
+    assert lines[failing + 1].startswith(f"    fix: check --organization: {elsewhere} is not it")
+
+
+def test_branch_given_as_a_ref_is_the_branch_name(
+    azdo_sandbox: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIT_PASSWORD", azdo_sandbox.pat)
+    code, out, err = check(
+        capsys, "--url", azdo_sandbox.repo_url, "--allow-insecure-http", "--branch", "refs/heads/main"
+    )
+    assert code == 0, out + err
+    assert "✔ Sandbox Admin has Contribute (GenericContribute) on repository fleet-infra, branch main" in out
+    assert out.splitlines()[-1].endswith(f"{azdo_sandbox.repo_url} on branch main (1 warning above)")
+
+
+def test_a_job_token_over_ssh_warns_that_it_is_not_the_key_owner(
+    ssh_sandbox: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert ssh_sandbox.ssh_url and ssh_sandbox.ssh_key_path
+    monkeypatch.setenv("SYSTEM_ACCESSTOKEN", ssh_sandbox.job_token)
+    code, out, err = check(
+        capsys,
+        "--url",
+        ssh_sandbox.ssh_url,
+        "--organization",
+        ssh_sandbox.org_url,
+        "--allow-insecure-http",
+        "--private-key-file",
+        str(ssh_sandbox.ssh_key_path),
+        "--ssh-known-hosts",
+        str(ssh_sandbox.known_hosts_path),
+    )
+    assert code == 0, out + err
+    lines = out.splitlines()
+    assert (
+        f"⚠️  the permissions below are those of {BUILD_SERVICE}, the owner of SYSTEM_ACCESSTOKEN, but the push uses "
+        "the SSH key, which a build service cannot own: what the key's owner may do is not checked"
+    ) in lines
+    assert not [line for line in lines if line.startswith("✗ ")]
+    assert any(line.startswith(f"⚠️  {BUILD_SERVICE} lacks Contribute (GenericContribute)") for line in lines)
 
 
 def test_an_http_url_needs_allow_insecure_http(capsys: pytest.CaptureFixture[str]) -> None:

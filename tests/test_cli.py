@@ -259,3 +259,37 @@ def test_a_failed_write_restores_what_was_there(tmp_path: Path) -> None:
     write_files_atomically(tmp_path, {"a.yaml": "new a\n", "new/dir/c.yaml": "c\n"})
     assert (tmp_path / "a.yaml").read_text() == "new a\n" and (tmp_path / "a.yaml").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "new" / "dir" / "c.yaml").read_text() == "c\n"
+
+
+def test_sigterm_ends_a_run_with_its_cleanup_and_exit_code_143(tmp_path: Path) -> None:
+    """A cancelled pipeline sends SIGTERM: the CLI must unwind (finally blocks remove key copies) and say so."""
+    import signal
+    import socket
+
+    with socket.socket() as hanging:  # accepts, never answers: the run is certainly still going when signalled
+        hanging.bind(("127.0.0.1", 0))
+        hanging.listen()
+        port = hanging.getsockname()[1]
+        env = {**os.environ, "GIT_PASSWORD": "a-token-for-a-server-that-never-answers", "HOME": str(tmp_path)}
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "flux_azdo", "check", "--allow-insecure-http", "--timeout", "60s"),
+                *("--url", f"http://127.0.0.1:{port}/org/project/_git/repo"),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            hanging.settimeout(30)
+            connection, _ = hanging.accept()
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=30)
+            connection.close()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert process.returncode == 143
+    assert err.strip().splitlines()[-1] == "✗ stopped by SIGTERM"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,9 +20,7 @@ from flux_azdo import __version__
 from flux_azdo.errors import UsageError, UserError
 
 if TYPE_CHECKING:
-    from flux_azdo.azdo.credentials import AzureDevOpsToken, Scheme, Source
-    from flux_azdo.azdo.preflight import ClusterCredential, PreflightRequest
-    from flux_azdo.azdo.urls import RepositoryUrl
+    from flux_azdo.azdo.access import AccessOptions
     from flux_azdo.console import TerminalReporter
     from flux_azdo.manifests.install import InstallOptions
     from flux_azdo.manifests.repository import BootstrapFiles
@@ -522,175 +521,46 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _seconds(text: str, flag: str) -> float:
-    from flux_azdo.manifests.durations import parse_go_duration
+def _access_options(args: argparse.Namespace) -> AccessOptions:
+    """The access flags of `check` (and later `bootstrap`) as `flux_azdo.azdo.access` takes them."""
+    from flux_azdo.azdo.access import AccessOptions
 
-    try:
-        seconds = parse_go_duration(text.strip()) / 1e9
-    except ValueError:
-        seconds = 0.0
-    if seconds <= 0:
-        raise UsageError(f"{flag}={text!r} is not a positive duration: use e.g. 30s or 2m")
-    return seconds
-
-
-def _with_ssh_user(url: str, username: str) -> str:
-    """Flux's --username: the SSH user when the URL names none (`ssh://host/...` or `host:path`)."""
-    text = url.strip()
-    if not username or "@" in text.split("/", 3)[2 if text.startswith("ssh://") else 0]:
-        return text
-    if text.startswith("ssh://"):
-        return f"ssh://{username}@{text.removeprefix('ssh://')}"
-    if "://" not in text and ":" in text.split("/", 1)[0]:
-        return f"{username}@{text}"
-    return text
-
-
-def _stdin_line(flag: str) -> str:
-    line = sys.stdin.readline().strip()
-    if not line:
-        raise UserError(f"{flag}: standard input was empty: pipe the secret in, e.g. printenv AZDO_PAT | flux-azdo ...")
-    return line
-
-
-def _token(secret: str, source: Source, origin: str, scheme: Scheme = "basic") -> AzureDevOpsToken:
-    from flux_azdo.azdo.credentials import AzureDevOpsToken
-
-    try:
-        return AzureDevOpsToken(secret, scheme, source, origin)
-    except ValueError:
-        raise UserError(f"the token from {origin} has spaces or several lines: pass the token alone") from None
-
-
-def _entra_auth_token() -> AzureDevOpsToken:
-    import logging
-
-    from azure.identity import DefaultAzureCredential
-
-    from flux_azdo.azdo.credentials import entra_token
-
-    # azure-identity logs every credential it tried as a multi-line warning; our one-line error says it all.
-    quiet = logging.getLogger("azure.identity")
-    level = quiet.level
-    quiet.setLevel(logging.CRITICAL)
-    try:
-        return entra_token(DefaultAzureCredential(), "DefaultAzureCredential")
-    except Exception as exc:  # azure-identity raises ClientAuthenticationError and friends, with long texts
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200].rstrip(".")
-        raise UserError(
-            f"--entra-auth: no Microsoft Entra token ({first}): sign in with `az login`, or run where a managed or "
-            "workload identity is available"
-        ) from None
-    finally:
-        quiet.setLevel(level)
-
-
-def _https_token(args: argparse.Namespace, reporter: TerminalReporter) -> AzureDevOpsToken | None:
-    """The git password: --password, --password-stdin, GIT_PASSWORD, else a prompt when someone is at a terminal."""
-    if args.password is not None:
-        secret, origin = args.password.strip(), "--password"
-    elif args.password_stdin:
-        secret, origin = _stdin_line("--password-stdin"), "stdin"
-    elif os.environ.get("GIT_PASSWORD", "").strip():
-        secret, origin = os.environ["GIT_PASSWORD"].strip(), "GIT_PASSWORD"
-    elif sys.stdin is not None and sys.stdin.isatty():
-        import getpass
-
-        secret, origin = getpass.getpass("PAT or job token for the repository: ").strip(), "the prompt"
-    else:
-        return None
-    if not secret:
-        raise UserError(f"the token from {origin} is empty: pass a PAT or the pipeline's job token")
-    job = os.environ.get("SYSTEM_ACCESSTOKEN", "").strip()
-    return _token(secret, "job-token" if job and secret == job else "password", origin)
-
-
-def _ssh_api_token() -> AzureDevOpsToken | None:
-    """For an SSH URL the password is the key's passphrase; the API token comes from what `az devops` reads."""
-    pat = os.environ.get("AZURE_DEVOPS_EXT_PAT", "").strip()
-    if pat:
-        return _token(pat, "environment", "AZURE_DEVOPS_EXT_PAT")
-    job = os.environ.get("SYSTEM_ACCESSTOKEN", "").strip()
-    if job:
-        return _token(job, "job-token", "SYSTEM_ACCESSTOKEN", "bearer")
-    return None
-
-
-def _parse_access_url(args: argparse.Namespace) -> RepositoryUrl:
-    from flux_azdo.azdo.urls import parse_repository_url
-
-    url = parse_repository_url(_with_ssh_user(args.url, args.username), allow_insecure_http=args.allow_insecure_http)
-    if args.organization:
-        url = url.with_collection_url(args.organization, allow_insecure_http=args.allow_insecure_http)
-    return url
-
-
-def _preflight_request(args: argparse.Namespace, reporter: TerminalReporter) -> PreflightRequest:
-    """Flags and environment -> what the preflight needs; secrets are read here and never printed."""
-    from flux_azdo.azdo.preflight import PreflightRequest
-    from flux_azdo.git.auth import GitAuth, SshAuth, TokenAuth
-    from flux_azdo.manifests.sync import validate_branch
-
-    validate_branch(args.branch)
-    timeout = _seconds(args.timeout, "--timeout")
-    if args.password is not None and args.password_stdin:
-        raise UsageError("pass either --password or --password-stdin, not both")
-    url = _parse_access_url(args)
-    if args.password is not None:
-        instead = (
-            "through --password-stdin" if url.transport == "ssh" else "in GIT_PASSWORD or through --password-stdin"
-        )
-        reporter.warning(
-            f"--password is visible to other users in `ps` and stays in your shell history: pass it {instead} instead"
-        )
-    ssh_key = None
-    git_auth: GitAuth = None
-    if url.transport == "ssh":
-        token = _entra_auth_token() if args.entra_auth else _ssh_api_token()
-        # The key's passphrase, as `flux bootstrap git` reads it: the password (ignored for an unencrypted key).
-        passphrase = args.password if args.password is not None else os.environ.get("GIT_PASSWORD") or None
-        if args.password_stdin:
-            passphrase = _stdin_line("--password-stdin")
-        if args.private_key_file is not None:
-            from flux_azdo.git.ssh import inspect_private_key, known_hosts_for
-
-            try:
-                key = args.private_key_file.read_bytes()
-            except OSError as exc:
-                raise UserError(
-                    f"--private-key-file {args.private_key_file} cannot be read ({exc.strerror}): "
-                    "pass the path of the private key"
-                ) from None
-            ssh_key = inspect_private_key(key, passphrase)
-            known_hosts = known_hosts_for(url, args.ssh_known_hosts)
-            algorithms = _csv(args.ssh_hostkey_algos) or ("rsa-sha2-512", "rsa-sha2-256")
-            git_auth = SshAuth(key, passphrase, known_hosts, algorithms)
-    else:
-        token = _entra_auth_token() if args.entra_auth else _https_token(args, reporter)
-        git_auth = TokenAuth(token) if token is not None else None
-    cluster: ClusterCredential = "ssh" if url.transport == "ssh" else "token"
-    if args.provider == "azure":
-        cluster = "workload-identity"
-    return PreflightRequest(
-        url=url,
+    return AccessOptions(
+        url=args.url,
         branch=args.branch,
         create_repository=args.create_repo,
         create_branch=args.create_branch,
-        token=token,
-        git_auth=git_auth,
-        ssh_key=ssh_key,
-        cluster_credential=cluster,
-        timeout=timeout,
+        password=args.password,
+        password_stdin=args.password_stdin,
+        entra_auth=args.entra_auth,
+        organization=args.organization,
+        private_key_file=args.private_key_file,
+        ssh_known_hosts=args.ssh_known_hosts,
+        ssh_hostkey_algos=_csv(args.ssh_hostkey_algos),
+        username=args.username,
+        provider=args.provider,
+        allow_insecure_http=args.allow_insecure_http,
+        timeout=args.timeout,
     )
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
     import json
 
+    from flux_azdo.azdo.access import preflight_request
     from flux_azdo.azdo.preflight import render_text, run_preflight
     from flux_azdo.console import TerminalReporter
 
-    report = run_preflight(_preflight_request(args, TerminalReporter()))
+    try:
+        request = preflight_request(_access_options(args), warn=TerminalReporter().warning)
+    except UserError as error:
+        if args.output == "json":
+            # Scripts read stdout: they get a document for a mistake too (the line still goes to stderr).
+            document = {"verdict": "error", "error": error.message, "fix": getattr(error, "fix", None)}
+            sys.stdout.write(json.dumps(document, indent=2) + "\n")
+            sys.stdout.flush()
+        raise
+    report = run_preflight(request)
     if args.output == "json":
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:
@@ -762,19 +632,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="replace")
+    previous = _exit_cleanly_on_termination()
     try:
         args = build_parser().parse_args(argv)
         return int(args.handler(args))
     except UserError as exc:
-        print(f"✗ {exc.message}", file=sys.stderr)
+        print(f"✗ {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("✗ interrupted", file=sys.stderr)
         return 130
+    except _Terminated as exc:
+        print(f"✗ stopped by {exc.signal_name}", file=sys.stderr)
+        return exc.exit_code
     except BrokenPipeError:
         # `flux-azdo install --export | head`: the reader left; that is not an error.
         sys.stderr.close()
         return 0
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+class _Terminated(BaseException):
+    """SIGTERM/SIGHUP as an exception: `finally` blocks run, so temporary key files and clones are removed."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(number)
+        self.signal_name = signal.Signals(number).name
+        self.exit_code = 128 + number
+
+
+def _exit_cleanly_on_termination() -> dict[int, Any]:
+    """A pipeline cancel or a closed terminal sends SIGTERM/SIGHUP, whose default action skips every `finally`."""
+
+    def terminate(number: int, _frame: object) -> None:
+        raise _Terminated(number)
+
+    previous: dict[int, Any] = {}
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[number] = signal.signal(number, terminate)
+        except ValueError:  # not the main thread (the CLI called as a library): leave signals alone
+            break
+    return previous
 
 
 if __name__ == "__main__":

@@ -13,13 +13,18 @@ class UserError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, fix: str | None = None) -> None:
         # One line, always: callers may embed text from elsewhere (file names, server replies).
         super().__init__(" ".join(message.split()))
+        #: The action that repairs it, when it is kept apart from the message (reports print it on its own line).
+        self.fix = " ".join(fix.split()) if fix else None
 
     @property
     def message(self) -> str:
         return str(self.args[0])
+
+    def __str__(self) -> str:
+        return f"{self.message.rstrip('.:; ')}: {self.fix}" if self.fix else self.message
 
 
 class UsageError(UserError):

@@ -1,33 +1,46 @@
 """AzureDevOpsClient against the sandbox Azure DevOps: identities, reads, creation, permissions, scope probes,
-error mapping (with no secret in any message) and the bounded retries.
+error mapping (a message and a fix, with no secret anywhere in the error or what it references) and the bounded
+retries.
 
 Retries are checked by counting what the sandbox served (`faults.served_failures`) and by the waits the client
-logs, never by measuring time.
+logs, never by measuring time. Where the real service answers in ways the sandbox does not (a build service
+without a display name, a 403 to a scope probe, a 404 for ConnectionData), a relay in front of the sandbox
+rewrites the one reply the test is about.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import logging
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
+import traceback
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import CredentialUnavailableError, EnvironmentCredential
+from msrest.exceptions import ClientRequestError
 
 from flux_azdo import __version__
 from flux_azdo.azdo.client import AzureDevOpsClient, Caller, ProjectInfo, RepositoryInfo, token_from_azure_identity
 from flux_azdo.azdo.credentials import AZURE_DEVOPS_SCOPE, AzureDevOpsToken
+from flux_azdo.azdo.error_translation import ErrorTranslator, Operation, Reply, scrub_secrets
 from flux_azdo.azdo.errors import (
     AuthenticationFailed,
     AzureDevOpsError,
@@ -35,14 +48,16 @@ from flux_azdo.azdo.errors import (
     NotFound,
     PermissionDenied,
     Unavailable,
-    scrub_secrets,
 )
 from flux_azdo.azdo.security import GitPermission, branch_token, project_token, repository_token
 from flux_azdo.errors import UserError
+from flux_azdo.sandbox.kube.tls import generate_serving_material, server_context
 from flux_azdo.sandbox.runtime import FULL_SCOPES, Sandbox
 from support.azdo_world import GitCli, init_checkout
 
 ClientFactory = Callable[..., AzureDevOpsClient]
+#: A relay's reply editor: (method, path, status, body) -> (status, body).
+Edit = Callable[[str, str, int, bytes], tuple[int, bytes]]
 
 
 @pytest.fixture
@@ -66,10 +81,41 @@ def connect(azdo_sandbox: Sandbox) -> Iterator[ClientFactory]:
 
 
 def assert_no_secret(error: BaseException, client: AzureDevOpsClient) -> None:
-    text = f"{error} {error!r}"
+    """No form of the token in the error, anything it chains to or holds, or its printed traceback.
+
+    The SDK's exceptions keep requests' exception, which keeps the request with its `Authorization` header; our
+    errors must neither chain to them (`__cause__`, `__context__`) nor hold them (attributes, args).
+    """
+    assert error.__cause__ is None and error.__context__ is None
+    texts = ["".join(traceback.format_exception(error))]
+    seen: set[int] = set()
+    pending: list[BaseException] = [error]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        texts += [str(current), repr(current), repr(vars(current))]
+        for name in ("request", "response", "inner_exception"):
+            assert getattr(current, name, None) is None, f"{type(current).__name__} keeps its {name}"
+        for value in (*current.args, *vars(current).values()):
+            assert not isinstance(value, (BaseException, requests.PreparedRequest, requests.Response))
+            assert not hasattr(value, "headers"), f"{type(current).__name__} holds {type(value).__name__}"
+        pending += [link for link in (current.__cause__, current.__context__) if link is not None]
+    joined = "\n".join(texts)
     for form in client.token.secret_forms():
-        assert form not in text
+        assert form not in joined
     assert "\n" not in str(error)
+
+
+def assert_actionable(error: BaseException, client: AzureDevOpsClient) -> None:
+    """One line saying what happened, one line saying what to do, the second not repeated in the first."""
+    assert isinstance(error, AzureDevOpsError)
+    assert error.message and "\n" not in error.message
+    assert error.fix and "\n" not in error.fix
+    assert error.fix not in error.message
+    assert str(error).endswith(error.fix)
+    assert_no_secret(error, client)
 
 
 def pat_for(sandbox: Sandbox, name: str, rights: str = "contributor", scopes: tuple[str, ...] = FULL_SCOPES) -> str:
@@ -87,6 +133,100 @@ def push(sandbox: Sandbox, tmp_path: Path, *refs: str) -> str:
         done = git.push("work", f"HEAD:{ref}")
         assert done.returncode == 0, done.stderr
     return sha
+
+
+class _RelayHandler(BaseHTTPRequestHandler):
+    """Forwards a request to the sandbox and lets the test's `edit` change the reply."""
+
+    upstream: ClassVar[tuple[str, int]]
+    own_url: ClassVar[str]
+    upstream_url: ClassVar[str]
+    edit: ClassVar[Edit]
+
+    def _relay(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        skip = {"host", "connection", "accept-encoding", "content-length"}
+        headers = {name: value for name, value in self.headers.items() if name.lower() not in skip}
+        connection = http.client.HTTPConnection(*self.upstream, timeout=10)
+        try:
+            connection.request(self.command, self.path, body=body, headers=headers)
+            reply = connection.getresponse()
+            data, status, reply_headers = reply.read(), reply.status, reply.getheaders()
+        finally:
+            connection.close()
+        # Resource areas and links name the sandbox's address: point them at the relay, so every call passes it.
+        data = data.replace(self.upstream_url.encode(), self.own_url.encode())
+        status, data = type(self).edit(self.command, self.path, status, data)
+        self.send_response(status)
+        for name, value in reply_headers:
+            if name.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_OPTIONS = do_PATCH = do_PUT = do_DELETE = _relay
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def relay(sandbox: Sandbox, edit: Edit) -> Iterator[str]:
+    """A relay in front of the sandbox's Azure DevOps; yields the organisation URL through it."""
+    parts = urlsplit(sandbox.azdo.url)
+
+    class Relay(_RelayHandler):
+        pass
+
+    Relay.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+    Relay.upstream_url = sandbox.azdo.url
+    Relay.edit = staticmethod(edit)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Relay)
+    Relay.own_url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"{Relay.own_url}/{sandbox.world.org}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def wrapped_exception(message: str, type_key: str) -> bytes:
+    """The service's error body (`WrappedException`), which the SDK turns into AzureDevOpsServiceError."""
+    return json.dumps(
+        {
+            "$id": "1",
+            "message": message,
+            "typeName": f"{type_key}, Microsoft.TeamFoundation",
+            "typeKey": type_key,
+            "errorCode": 0,
+            "eventId": 3000,
+        }
+    ).encode()
+
+
+def connection_data_names(provider: str | None, *, project_found: bool = True) -> Edit:
+    """An edit that removes the caller's display names from ConnectionData (`provider`: the one left, if any), and
+    with `project_found=False` answers project reads with 404."""
+
+    def edit(method: str, path: str, status: int, body: bytes) -> tuple[int, bytes]:
+        if "/_apis/connectiondata" in path.lower() and status == 200:
+            data = json.loads(body)
+            data["authenticatedUser"].pop("customDisplayName", None)
+            data["authenticatedUser"].pop("providerDisplayName", None)
+            if provider is not None:
+                data["authenticatedUser"]["providerDisplayName"] = provider
+            return status, json.dumps(data).encode()
+        if not project_found and "/_apis/projects/" in path.lower():
+            missing = "TF200016: The following project does not exist: x. Verify that the name is correct."
+            return 404, wrapped_exception(missing, "ProjectDoesNotExistException")
+        return status, body
+
+    return edit
 
 
 # ----- who am I -----------------------------------------------------------------------------------------------------
@@ -129,6 +269,37 @@ def test_whoami_collection_build_service(azdo_sandbox: Sandbox, connect: ClientF
     assert (me.kind, me.build_scope_id) == ("collection-build-service", world.org_id)
 
 
+def test_a_build_service_named_by_a_guid_gets_the_name_azure_devops_shows(
+    azdo_sandbox: Sandbox, connect: ClientFactory
+) -> None:
+    project_id = azdo_sandbox.project.id
+    with relay(azdo_sandbox, connection_data_names(project_id)) as org_url:
+        me = connect(azdo_sandbox.job_token, "bearer", "job-token", url=org_url).whoami()
+    assert (me.display_name, me.name_source) == ("platform Build Service (sandbox-org)", "derived")
+    assert (me.kind, me.build_scope_id) == ("build-service", project_id)
+
+
+def test_a_build_service_whose_project_cannot_be_read_keeps_its_account_name(
+    azdo_sandbox: Sandbox, connect: ClientFactory
+) -> None:
+    with relay(azdo_sandbox, connection_data_names(None, project_found=False)) as org_url:
+        me = connect(azdo_sandbox.job_token, "bearer", "job-token", url=org_url).whoami()
+    assert (me.display_name, me.name_source) == (f"Build\\{azdo_sandbox.project.id}", "account")
+
+
+def test_a_nameless_collection_build_service_and_user(azdo_sandbox: Sandbox, connect: ClientFactory) -> None:
+    world = azdo_sandbox.world
+    token = world.issue_job_token(world.collection_build_service())
+    with relay(azdo_sandbox, connection_data_names(None)) as org_url:
+        collection = connect(token, "bearer", "job-token", url=org_url).whoami()
+        user = connect(url=org_url).whoami()
+    assert (collection.display_name, collection.name_source) == (
+        "Project Collection Build Service (sandbox-org)",
+        "derived",
+    )
+    assert (user.display_name, user.name_source) == ("sandbox.admin@sandbox.example", "account")
+
+
 class _StaticCredential:
     """What an azure-identity credential looks like from outside: `get_token(*scopes)` -> AccessToken."""
 
@@ -167,6 +338,8 @@ def test_azure_identity_failures_become_user_errors(failure: Exception) -> None:
         token_from_azure_identity(_StaticCredential(None, failure))
     assert "az login" in str(raised.value) and "workload identity" in str(raised.value)
     assert "\n" not in str(raised.value)
+    # azure-identity's errors may hold the exchange with the identity provider: not attached to ours.
+    assert raised.value.__cause__ is None and raised.value.__context__ is None
 
 
 def test_an_unconfigured_real_credential_says_how_to_sign_in(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,12 +385,12 @@ def test_get_repository_hit_and_misses(azdo_sandbox: Sandbox, connect: ClientFac
         project_id=project.id,
         project_name="platform",
         default_branch=None,
-        remote_url=found.remote_url if found else "",
+        # Like the service: the organisation as user name, which git ignores once it has a credential.
+        remote_url=f"http://sandbox-org@{urlsplit(azdo_sandbox.azdo.url).netloc}/sandbox-org/platform/_git/fleet-infra",
         ssh_url="git@ssh.dev.azure.com:v3/sandbox-org/platform/fleet-infra",
         web_url=azdo_sandbox.repo_url,
         is_disabled=False,
     )
-    assert found is not None and found.remote_url.endswith("/sandbox-org/platform/_git/fleet-infra")
     assert client.get_repository(project.id, repository.id) == found
     assert client.get_repository("platform", "nope") is None
     assert client.get_repository("no-such-project", "fleet-infra") is None
@@ -246,7 +419,8 @@ def test_create_repository_then_conflict(azdo_sandbox: Sandbox, connect: ClientF
     with pytest.raises(Conflict, match="TF400948: A Git repository with the name apps already exists") as raised:
         client.create_repository(project, "apps")
     assert (raised.value.status, raised.value.code) == (409, "TF400948")
-    assert_no_secret(raised.value, client)
+    assert raised.value.fix == "use the existing repository (without --create-repo) or choose another name"
+    assert_actionable(raised.value, client)
 
 
 def test_create_repository_without_the_permission_is_denied(azdo_sandbox: Sandbox, connect: ClientFactory) -> None:
@@ -262,9 +436,30 @@ def test_create_repository_without_the_permission_is_denied(azdo_sandbox: Sandbo
         "CreateRepository",
         reader.error_name,
     )
-    assert '"Create repository"' in str(denied) and "Project settings > Repositories > Security" in str(denied)
-    assert_no_secret(denied, client)
+    assert denied.message == (
+        f"could not create repository 'apps' in project 'platform' (TF401027): identity '{reader.error_name}' needs "
+        "the Git permission 'CreateRepository' (\"Create repository\") at project level"
+    )
+    assert denied.fix == (
+        "a project administrator can allow it: Project settings > Repositories > Security (all repositories) > "
+        f'"{reader.error_name}" > Create repository: Allow'
+    )
+    assert_actionable(denied, client)
     assert [r.name for r in world.repositories(azdo_sandbox.project)] == ["fleet-infra"]
+
+
+def test_a_missing_repository_behind_a_call_is_not_found(azdo_sandbox: Sandbox, connect: ClientFactory) -> None:
+    client = connect()
+    repository = client.get_repository("platform", "fleet-infra")
+    assert repository is not None
+    gone = replace(repository, id=str(uuid.uuid4()), name="gone")
+    with pytest.raises(NotFound) as raised:
+        client.branch_head(gone, "main")
+    assert (raised.value.status, raised.value.code) == (404, "TF401019")
+    assert raised.value.message.startswith("repository 'gone' in project 'platform' was not found on ")
+    assert "is this the organisation URL" not in raised.value.message
+    assert raised.value.fix is not None and "--url" in raised.value.fix
+    assert_actionable(raised.value, client)
 
 
 # ----- branches, policies, permissions -----------------------------------------------------------------------------
@@ -323,6 +518,26 @@ def test_has_permissions_for_the_caller_with_a_branch_level_deny(azdo_sandbox: S
     assert build.has_permissions([(repo, GitPermission.GENERIC_READ), (repo, contribute)]) == [True, False]
 
 
+def test_permission_evaluation_is_retried_on_503_although_it_is_a_post(
+    azdo_sandbox: Sandbox, connect: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PermissionEvaluationBatch only reads, so it is retried like a GET, with or without Retry-After."""
+    caplog.set_level(logging.INFO, logger="flux_azdo.azdo.retry")
+    client = connect(max_retry_after=0.01)
+    repo = repository_token(azdo_sandbox.project.id, azdo_sandbox.repository.id)
+    faults = azdo_sandbox.azdo.faults
+    faults.fail_next(2, 503, retry_after=None, method="POST", path_contains="PermissionEvaluationBatch")
+    assert client.has_permissions([(repo, GitPermission.GENERIC_READ)]) == [True]
+    assert faults.served_failures == 2
+    assert [w for w in _waits(caplog) if "HTTP 503 on POST" in w and "PermissionEvaluationBatch" in w]
+    # ... and it still gives up after the bounded retries.
+    faults.fail_next(10, 503, retry_after=None, method="POST", path_contains="PermissionEvaluationBatch")
+    with pytest.raises(Unavailable) as raised:
+        connect(retries=2, max_retry_after=0.01).has_permissions([(repo, GitPermission.GENERIC_READ)])
+    assert faults.served_failures == 2 + 3
+    assert_actionable(raised.value, client)
+
+
 # ----- scope probes ------------------------------------------------------------------------------------------------
 
 
@@ -350,6 +565,58 @@ def test_scope_probes(
     assert admin.branch_head(repository, "main") is None
 
 
+def test_scope_probes_are_retried_on_503(azdo_sandbox: Sandbox, connect: ClientFactory) -> None:
+    """A probe changes nothing, so repeating it is safe: a 503 without Retry-After is retried, unlike a create."""
+    client = connect(max_retry_after=0.01)
+    repository = client.get_repository("platform", "fleet-infra")
+    assert repository is not None
+    faults = azdo_sandbox.azdo.faults
+    faults.fail_next(2, 503, retry_after=None, method="POST", path_contains="/refs")
+    assert client.can_write_code(repository) is True
+    assert faults.served_failures == 2
+
+
+def test_a_probe_on_something_gone_is_inconclusive(azdo_sandbox: Sandbox, connect: ClientFactory) -> None:
+    client = connect()
+    repository = client.get_repository("platform", "fleet-infra")
+    assert repository is not None
+    assert client.can_write_code(replace(repository, id=str(uuid.uuid4()))) is None
+    assert client.can_manage_code(ProjectInfo(str(uuid.uuid4()), "gone")) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        # Past the scope check, stopped by the ACL: the scope is there.
+        (
+            403,
+            wrapped_exception(
+                "TF401027: You need the Git 'GenericContribute' permission to perform this action. Details: "
+                "identity 'x', scope 'repository'.",
+                "GitNeedsPermissionException",
+            ),
+            True,
+        ),
+        # A 403 of another kind, or a method the server does not allow, says nothing about the scope.
+        (403, wrapped_exception("VS403403: Access denied by an organisation policy.", "AccessDeniedException"), None),
+        (405, b"", None),
+    ],
+)
+def test_probe_answers_the_sandbox_does_not_give(
+    azdo_sandbox: Sandbox, connect: ClientFactory, status: int, body: bytes, expected: bool | None
+) -> None:
+    def edit(method: str, path: str, reply_status: int, reply_body: bytes) -> tuple[int, bytes]:
+        if method == "POST" and "/refs" in path:
+            return status, body
+        return reply_status, reply_body
+
+    with relay(azdo_sandbox, edit) as org_url:
+        client = connect(url=org_url)
+        repository = client.get_repository("platform", "fleet-infra")
+        assert repository is not None
+        assert client.can_write_code(repository) is expected
+
+
 def test_scope_probes_pass_for_tokens_without_scopes(azdo_sandbox: Sandbox, connect: ClientFactory) -> None:
     client = connect(azdo_sandbox.job_token, "bearer", "job-token")
     repository = client.get_repository("platform", "fleet-infra")
@@ -366,6 +633,7 @@ def test_probe_with_an_expired_pat_raises_instead_of_answering(azdo_sandbox: San
     with pytest.raises(AuthenticationFailed) as raised:
         client.can_write_code(repository)
     assert raised.value.reason == "expired"
+    assert_actionable(raised.value, client)
 
 
 # ----- authentication failures --------------------------------------------------------------------------------------
@@ -377,8 +645,11 @@ def test_expired_pat(azdo_sandbox: Sandbox, connect: ClientFactory) -> None:
     with pytest.raises(AuthenticationFailed, match="has expired") as raised:
         client.whoami()
     assert (raised.value.reason, raised.value.status) == ("expired", 401)
-    assert f"{azdo_sandbox.org_url}/_usersSettings/tokens" in str(raised.value)
-    assert_no_secret(raised.value, client)
+    assert raised.value.message == f"the Azure DevOps token for {azdo_sandbox.org_url} has expired"
+    assert raised.value.fix == (
+        f"create a new PAT at {azdo_sandbox.org_url}/_usersSettings/tokens (or regenerate this one there) and pass it"
+    )
+    assert_actionable(raised.value, client)
 
 
 def test_revoked_job_token_is_invalid(azdo_sandbox: Sandbox, connect: ClientFactory) -> None:
@@ -388,8 +659,8 @@ def test_revoked_job_token_is_invalid(azdo_sandbox: Sandbox, connect: ClientFact
     with pytest.raises(AuthenticationFailed, match="job token .* was rejected \\(401\\)") as raised:
         client.get_project("platform")
     assert raised.value.reason == "invalid"
-    assert "System.AccessToken" in str(raised.value)
-    assert_no_secret(raised.value, client)
+    assert raised.value.fix == "pass $(System.AccessToken) of the running job (map it into the step's env)"
+    assert_actionable(raised.value, client)
 
 
 def test_unknown_pat_is_invalid_and_names_the_pat_page(azdo_sandbox: Sandbox, connect: ClientFactory) -> None:
@@ -397,11 +668,13 @@ def test_unknown_pat_is_invalid_and_names_the_pat_page(azdo_sandbox: Sandbox, co
     with pytest.raises(AuthenticationFailed) as raised:
         client.whoami()
     assert raised.value.reason == "invalid"
-    assert str(raised.value) == (
+    assert raised.value.message == (
         f"the Azure DevOps token was rejected (401) by {azdo_sandbox.org_url}: it is wrong, revoked or for another "
-        f"organisation; create a PAT at {azdo_sandbox.org_url}/_usersSettings/tokens"
+        "organisation"
     )
-    assert_no_secret(raised.value, client)
+    assert raised.value.fix == f"create a PAT at {azdo_sandbox.org_url}/_usersSettings/tokens and pass it"
+    assert str(raised.value) == f"{raised.value.message}: {raised.value.fix}"
+    assert_actionable(raised.value, client)
 
 
 def test_missing_scope_is_not_authorized_and_names_the_scope(azdo_sandbox: Sandbox, connect: ClientFactory) -> None:
@@ -411,18 +684,53 @@ def test_missing_scope_is_not_authorized_and_names_the_scope(azdo_sandbox: Sandb
         client.get_project("platform")
     failure = raised.value
     assert (failure.reason, failure.code) == ("not-authorized", "TF400813")
-    assert "Project and Team (Read) (vso.project)" in str(failure)
-    assert_no_secret(failure, client)
+    assert failure.message.endswith("(TF400813): the PAT lacks the scope Project and Team (Read) (vso.project)")
+    assert failure.fix == (
+        f"edit the PAT at {azdo_sandbox.org_url}/_usersSettings/tokens and select "
+        "Custom defined > Project and Team > Read"
+    )
+    assert_actionable(failure, client)
     repository = client.get_repository("platform", "fleet-infra")
     assert repository is not None  # vso.code is there
 
 
-def test_wrong_organisation_is_not_a_missing_project(azdo_sandbox: Sandbox, connect: ClientFactory) -> None:
-    client = connect(url=f"{azdo_sandbox.azdo.url}/other-org")
-    with pytest.raises(AzureDevOpsError, match="is not an Azure DevOps organisation or collection URL") as raised:
-        client.get_project("platform")
-    assert not isinstance(raised.value, NotFound)
-    assert raised.value.status == 404
+@pytest.mark.parametrize("call", ["whoami", "get_project"])
+def test_wrong_organisation_is_not_a_missing_project(azdo_sandbox: Sandbox, connect: ClientFactory, call: str) -> None:
+    """The location service (OPTIONS <url>/_apis), asked before anything else, answers 404 for no organisation."""
+    url = f"{azdo_sandbox.azdo.url}/other-org"
+    client = connect(url=url)
+    with pytest.raises(AzureDevOpsError) as raised:
+        client.whoami() if call == "whoami" else client.get_project("platform")
+    failure = raised.value
+    assert not isinstance(failure, NotFound)
+    assert failure.status == 404
+    assert failure.message == (
+        f"{url} is not an Azure DevOps organisation or collection URL (its location service answered HTTP 404)"
+    )
+    assert failure.fix == (
+        f"is {url} the organisation URL? It is https://dev.azure.com/<organisation> (Azure DevOps Server: "
+        "https://<server>/<collection>): correct --url, or pass --organization"
+    )
+    assert_actionable(failure, client)
+
+
+def test_connection_data_404_means_not_an_organisation(azdo_sandbox: Sandbox, connect: ClientFactory) -> None:
+    """Locations known (here: served), but no ConnectionData: still not an organisation URL, not a missing thing."""
+
+    def edit(method: str, path: str, status: int, body: bytes) -> tuple[int, bytes]:
+        return (404, b"") if "/_apis/connectiondata" in path.lower() else (status, body)
+
+    with relay(azdo_sandbox, edit) as org_url:
+        client = connect(url=org_url)
+        with pytest.raises(AzureDevOpsError) as raised:
+            client.whoami()
+    failure = raised.value
+    assert not isinstance(failure, NotFound) and failure.status == 404
+    assert failure.message == f"{org_url} is not an Azure DevOps organisation or collection URL (ConnectionData " + (
+        "answered HTTP 404)"
+    )
+    assert failure.fix is not None and failure.fix.startswith(f"is {org_url} the organisation URL?")
+    assert_actionable(failure, client)
 
 
 class _SignInPage(BaseHTTPRequestHandler):
@@ -458,7 +766,8 @@ def test_sign_in_page_and_the_headers_we_send(connect: ClientFactory) -> None:
         server.server_close()
         thread.join()
     assert raised.value.reason == "sign-in"
-    assert_no_secret(raised.value, client)
+    assert raised.value.fix is not None and raised.value.fix.startswith("check that http://127.0.0.1:")
+    assert_actionable(raised.value, client)
     headers = _SignInPage.seen[0]
     assert f"flux-azdo/{__version__}" in headers["User-Agent"]
     assert headers["X-TFS-FedAuthRedirect"] == "Suppress"
@@ -467,22 +776,77 @@ def test_sign_in_page_and_the_headers_we_send(connect: ClientFactory) -> None:
 
 def test_scrub_secrets_removes_every_form() -> None:
     token = AzureDevOpsToken("s3cr3t-token-value")
-    error = AzureDevOpsError(f"server said {token.secret} and {token.secret_forms()[1]}")
+    error = AzureDevOpsError(f"server said {token.secret} and {token.secret_forms()[1]}", fix=f"not {token.secret}")
     scrub_secrets(error, token)
-    assert str(error) == "server said *** and ***"
+    assert (error.message, error.fix) == ("server said *** and ***", "not ***")
+
+
+@contextlib.contextmanager
+def tls_server(handler: type[BaseHTTPRequestHandler], context: ssl.SSLContext) -> Iterator[int]:
+    """An HTTPS server on 127.0.0.1 (its certificate signed by a CA nobody trusts); yields the port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_an_untrusted_certificate_names_requests_ca_bundle_and_that_fixes_it(
+    connect: ClientFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    material = generate_serving_material("127.0.0.1")
+    ca_bundle = tmp_path / "ca.pem"
+    ca_bundle.write_bytes(material.ca_pem)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    with tls_server(_SignInPage, server_context(material)) as port:
+        url = f"https://127.0.0.1:{port}/contoso"
+        client = connect("a-pat-for-the-tls-test", url=url, retries=0, cache_dir=tmp_path / "cache")
+        with pytest.raises(Unavailable) as raised:
+            client.whoami()
+        failure = raised.value
+        assert failure.message.startswith(
+            f"the TLS connection to {url} failed while trying to read who the token belongs to: the server's "
+            "certificate is not trusted"
+        )
+        assert failure.fix is not None and failure.fix.startswith("set REQUESTS_CA_BUNDLE to your CA bundle")
+        assert_actionable(failure, client)
+        # Doing what the fix says gets through TLS (to the server's sign-in page).
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_bundle))
+        with pytest.raises(AuthenticationFailed) as signed:
+            connect("a-pat-for-the-tls-test", url=url, retries=0, cache_dir=tmp_path / "cache").whoami()
+        assert signed.value.reason == "sign-in"
+
+
+def test_the_service_status_page_is_named_for_azure_devops_services_only() -> None:
+    """Azure DevOps Services has a status page; a server of one's own does not (only the URL decides)."""
+    token = AzureDevOpsToken("a-pat")
+    reply = Reply(503, "GET", "https://x/_apis/projects", "application/json", "")
+    for url, page in (("https://dev.azure.com/contoso", True), ("https://tfs.contoso.example/tfs/Main", False)):
+        translated = ErrorTranslator(url, token, 30, 4).translate(
+            ClientRequestError("Operation returned a 503 status code."), Operation("read project 'p'"), reply
+        )
+        assert isinstance(translated, Unavailable) and translated.fix is not None
+        assert ("https://status.dev.azure.com" in translated.fix) is page
+        assert translated.fix.startswith("Azure DevOps is unavailable; try again later" if page else "the Azure")
 
 
 # ----- retries and timeouts -----------------------------------------------------------------------------------------
 
 
 def _waits(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "flux_azdo.azdo.client" and "retry" in r.getMessage()]
+    return [r.getMessage() for r in caplog.records if r.name == "flux_azdo.azdo.retry" and "retry" in r.getMessage()]
 
 
 def test_503_twice_then_success(
     azdo_sandbox: Sandbox, connect: ClientFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="flux_azdo.azdo.client")
+    caplog.set_level(logging.INFO, logger="flux_azdo.azdo.retry")
     client = connect()
     azdo_sandbox.azdo.faults.fail_next(2, 503, retry_after=0)
     assert client.whoami().kind == "user"
@@ -493,7 +857,7 @@ def test_503_twice_then_success(
 def test_429_retry_after_is_honoured(
     azdo_sandbox: Sandbox, connect: ClientFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="flux_azdo.azdo.client")
+    caplog.set_level(logging.INFO, logger="flux_azdo.azdo.retry")
     client = connect()
     assert client.get_project("platform") is not None
     azdo_sandbox.azdo.faults.fail_next(1, 429, retry_after=1)
@@ -506,7 +870,7 @@ def test_429_retry_after_is_honoured(
 def test_retry_after_is_capped_by_max_retry_after(
     azdo_sandbox: Sandbox, connect: ClientFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="flux_azdo.azdo.client")
+    caplog.set_level(logging.INFO, logger="flux_azdo.azdo.retry")
     client = connect(max_retry_after=0.05)
     azdo_sandbox.azdo.faults.fail_next(1, 429, retry_after=3600)
     assert client.whoami().kind == "user"
@@ -515,17 +879,21 @@ def test_retry_after_is_capped_by_max_retry_after(
     assert wait.endswith("in 0.05 s")
 
 
-@pytest.mark.parametrize("retries", [0, 4])
-def test_persistent_503_is_unavailable_after_the_bounded_retries(
-    azdo_sandbox: Sandbox, connect: ClientFactory, retries: int
+@pytest.mark.parametrize(("status", "retries"), [(503, 0), (503, 4), (429, 2)])
+def test_persistent_503_or_429_is_unavailable_after_the_bounded_retries(
+    azdo_sandbox: Sandbox, connect: ClientFactory, status: int, retries: int
 ) -> None:
     client = connect(retries=retries, max_retry_after=0.01)
-    azdo_sandbox.azdo.faults.fail_next(10, 503, retry_after=0)
-    with pytest.raises(Unavailable, match="unavailable \\(HTTP 503\\)") as raised:
+    azdo_sandbox.azdo.faults.fail_next(10, status, retry_after=0)
+    with pytest.raises(Unavailable) as raised:
         client.whoami()
-    assert raised.value.status == 503
+    failure = raised.value
+    assert failure.status == status
+    assert f"HTTP {status}" in failure.message and f"after {retries} retries" in failure.message
+    # The sandbox is a server of its own (not dev.azure.com): no Azure DevOps Services status page.
+    assert failure.fix == "the Azure DevOps server is unavailable; try again later, or ask its administrators"
     assert azdo_sandbox.azdo.faults.served_failures == retries + 1
-    assert_no_secret(raised.value, client)
+    assert_actionable(failure, client)
 
 
 def test_latency_beyond_the_timeout_is_unavailable_and_not_retried(
@@ -540,17 +908,27 @@ def test_latency_beyond_the_timeout_is_unavailable_and_not_retried(
     finally:
         azdo_sandbox.azdo.faults.latency(0)
     assert raised.value.status is None
+    assert raised.value.fix == "allow more time with --timeout, or check the network (proxy, firewall)"
     assert azdo_sandbox.azdo.faults.delayed_requests == 1
+    assert_actionable(raised.value, client)
 
 
 def test_connection_refused_is_unavailable(connect: ClientFactory) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = connect("a-pat", url=f"http://127.0.0.1:{port}/org", retries=1, max_retry_after=0.01)
-    with pytest.raises(Unavailable, match="could not connect to") as raised:
+    url = f"http://127.0.0.1:{port}/org"
+    client = connect("a-pat", url=url, retries=1, max_retry_after=0.01)
+    with pytest.raises(Unavailable) as raised:
         client.whoami()
-    assert_no_secret(raised.value, client)
+    failure = raised.value
+    assert failure.message == (
+        f"could not connect to {url} (connection refused, after 1 retries) while trying to read who the token "
+        "belongs to"
+    )
+    assert failure.fix == "check the URL (--url, --organization) and the network or proxy (HTTPS_PROXY, NO_PROXY)"
+    assert failure.status is None
+    assert_actionable(failure, client)
 
 
 def test_create_is_not_posted_again_after_a_503_without_retry_after(
@@ -560,9 +938,10 @@ def test_create_is_not_posted_again_after_a_503_without_retry_after(
     project = ProjectInfo(azdo_sandbox.project.id, "platform")
     faults = azdo_sandbox.azdo.faults
     faults.fail_next(5, 503, retry_after=None, method="POST", path_contains="/git/repositories")
-    with pytest.raises(Unavailable, match="HTTP 503"):
+    with pytest.raises(Unavailable, match="HTTP 503") as raised:
         client.create_repository(project, "apps")
     assert faults.served_failures == 1
+    assert_actionable(raised.value, client)  # raised again after the look-up: still nothing attached
     faults.reset()
     assert client.get_repository("platform", "apps") is None
 

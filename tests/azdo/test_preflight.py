@@ -109,7 +109,7 @@ def test_a_pat_with_every_right_is_ready(azdo_sandbox: Sandbox) -> None:
     assert item(report, "identity").message == "authenticated as Sandbox Admin (user)"
     for scope in ("vso.project", "vso.code", "vso.code_write"):
         assert item(report, f"scope:{scope}").status == "ok"
-    assert item(report, "repository").message == "repository fleet-infra exists (empty)"
+    assert item(report, "repository").message == f"repository fleet-infra exists (empty): {azdo_sandbox.repo_url}"
     assert "the push creates main" in item(report, "branch").message
     for permission in ("GENERIC_READ", "GENERIC_CONTRIBUTE", "CREATE_BRANCH"):
         assert item(report, f"permission:{permission}").status == "ok"
@@ -130,7 +130,9 @@ def test_a_pat_without_code_write_fails_naming_the_scope_and_the_page(azdo_sandb
     assert keys(report, "fail") == ["scope:vso.code_write"]
     scope = item(report, "scope:vso.code_write")
     assert scope.message == "the PAT lacks the 'Code (Read & write)' scope (vso.code_write)"
-    assert scope.fix == f"edit the PAT at {azdo_sandbox.org_url}/_usersSettings/tokens and tick Code > Read & write"
+    assert scope.fix == (
+        f"edit the PAT at {azdo_sandbox.org_url}/_usersSettings/tokens and choose Custom defined > Code > Read & write"
+    )
     # Reading still works, so everything else is checked and shown.
     assert item(report, "permission:GENERIC_CONTRIBUTE").status == "ok"
     assert item(report, "git").status == "ok"
@@ -142,7 +144,8 @@ def test_a_pat_without_project_read_is_explained_and_the_repository_still_checke
     report = run_preflight(https_request(azdo_sandbox, pat_token(pat)))
     assert keys(report, "fail") == ["scope:vso.project"]
     assert item(report, "scope:vso.project").fix == (
-        f"edit the PAT at {azdo_sandbox.org_url}/_usersSettings/tokens and tick Project and Team > Read"
+        f"edit the PAT at {azdo_sandbox.org_url}/_usersSettings/tokens and choose Custom defined > Project and Team > "
+        "Read"
     )
     assert item(report, "project").status == "skip"
     assert item(report, "repository").status == "ok"
@@ -164,8 +167,14 @@ def test_an_expired_pat_fails_with_where_to_regenerate_it(azdo_sandbox: Sandbox)
 def test_an_unknown_token_is_refused(azdo_sandbox: Sandbox) -> None:
     report = run_preflight(https_request(azdo_sandbox, pat_token("not-a-real-token")))
     token = item(report, "token")
-    assert token.status == "fail" and "refused" in token.message
-    assert f"{azdo_sandbox.org_url}/_usersSettings/tokens" in (token.fix or "")
+    assert (token.status, token.message) == (
+        "fail",
+        f"{azdo_sandbox.org_url} refused the token from GIT_PASSWORD: it is wrong, revoked, or for another organisation",
+    )
+    assert token.fix == (
+        f"create a PAT at {azdo_sandbox.org_url}/_usersSettings/tokens and pass it (GIT_PASSWORD or --password-stdin)"
+    )
+    assert item(report, "git").message == "git access not tried: the token does not work (above)"
 
 
 def test_no_token_for_an_https_url_fails_with_how_to_pass_one(azdo_sandbox: Sandbox) -> None:
@@ -317,7 +326,7 @@ def test_a_pat_without_code_manage_cannot_create_the_repository(azdo_sandbox: Sa
     manage = item(report, "scope:vso.code_manage")
     assert manage.status == "fail"
     assert manage.message == "the PAT lacks the 'Code (Read, write, & manage)' scope (vso.code_manage)"
-    assert "tick Code > Read, write, & manage" in (manage.fix or "")
+    assert (manage.fix or "").endswith("and choose Custom defined > Code > Read, write, & manage")
 
 
 def test_a_missing_repository_without_create_repo_fails(azdo_sandbox: Sandbox) -> None:
@@ -327,9 +336,29 @@ def test_a_missing_repository_without_create_repo_fails(azdo_sandbox: Sandbox) -
     assert not report.can_proceed
     repository = item(report, "repository")
     assert repository.status == "fail"
-    assert repository.message.startswith("repository new-fleet does not exist in project platform")
-    assert "pass --create-repo" in (repository.fix or "")
+    assert repository.message == (
+        "repository new-fleet does not exist in project platform (or Sandbox Admin may not read it: TF401019)"
+    )
+    # The admin may create it, and the PAT has the scope: the fix says so.
+    assert repository.fix == "pass --create-repo (you may create it), or fix the repository name in --url"
+    assert keys(report, "fail") == ["repository"]  # one cause, one line: git is not asked as well
+    assert item(report, "git").message == "git access not tried: the repository is not there (above)"
     assert_every_failure_names_a_fix(report)
+
+
+def test_a_missing_repository_without_create_repo_for_a_reader_says_who_can_create_it(azdo_sandbox: Sandbox) -> None:
+    world = azdo_sandbox.world
+    rita = world.add_user("Rita Reader", project_rights="reader")
+    pat = world.issue_pat(rita, FULL_SCOPES)
+    report = run_preflight(https_request(azdo_sandbox, pat_token(pat), url=new_repository_url(azdo_sandbox)))
+    assert not report.can_proceed
+    repository = item(report, "repository")
+    assert repository.fix == (
+        f"ask a project administrator of platform to create it at {azdo_sandbox.org_url}/platform/_git, or to grant "
+        '"Rita Reader" Create repository (Project settings > Repositories > Security); or fix the repository name '
+        "in --url"
+    )
+    assert "--create-repo" not in render_text(report)
 
 
 def test_a_missing_project_fails_with_the_reason(azdo_sandbox: Sandbox) -> None:
@@ -409,6 +438,10 @@ def test_ssh_with_the_sandbox_rsa_key_is_ready(ssh_sandbox: Sandbox) -> None:
     assert report.can_proceed, render_text(report)
     assert item(report, "ssh-key").message.startswith("the SSH key is RSA 3072 (SHA256:")
     assert item(report, "git").message == f"git can read {ssh_sandbox.ssh_url} over SSH (RSA 3072) (empty repository)"
+    assert item(report, "ssh-identity").message == (
+        "the permissions below are those of Sandbox Admin, the owner of AZURE_DEVOPS_EXT_PAT; the push uses the SSH "
+        "key, which must belong to Sandbox Admin"
+    )
     assert keys(report, "warn") == []  # the cluster gets the SSH key, not the PAT
 
 
@@ -416,10 +449,16 @@ def test_ssh_without_an_api_token_skips_the_rest_checks_and_still_reads_with_git
     assert ssh_sandbox.ssh_key_path is not None
     report = run_preflight(ssh_request(ssh_sandbox, ssh_sandbox.ssh_key_path.read_bytes(), api_token=None))
     assert report.can_proceed, render_text(report)
-    token = item(report, "token")
-    assert token.status == "skip" and "AZURE_DEVOPS_EXT_PAT" in (token.fix or "")
+    assert item(report, "token").status == "skip"
+    warning = item(report, "push-permissions")
+    assert warning.status == "warn" and warning.message.startswith("push permissions not verified: ")
+    assert "AZURE_DEVOPS_EXT_PAT" in (warning.fix or "")
     assert item(report, "git").status == "ok"
     assert item(report, "branch").message == "the repository is empty: the push creates main"
+    assert render_text(report).splitlines()[-1] == (
+        f"✔ ready as far as checked (1 check skipped): nothing found blocks a bootstrap of {ssh_sandbox.ssh_url} on "
+        "branch main (1 warning above)"
+    )
 
 
 def test_an_ed25519_key_fails_before_connecting(ssh_sandbox: Sandbox) -> None:

@@ -11,6 +11,8 @@ import base64
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from flux_azdo.errors import UserError
+
 #: The Azure DevOps application in Microsoft Entra; tokens for it are accepted by the REST API and by git.
 AZURE_DEVOPS_RESOURCE = "499b84ac-1321-427f-aa17-267ca6975798"
 AZURE_DEVOPS_SCOPE = f"{AZURE_DEVOPS_RESOURCE}/.default"
@@ -58,6 +60,34 @@ def entra_token(credential: TokenCredential, origin: str = "Microsoft Entra") ->
     if not isinstance(token, str) or not token:
         raise ValueError("the credential returned no access token")
     return AzureDevOpsToken(token, "bearer", "entra", origin)
+
+
+def token_from_azure_identity(credential: TokenCredential, origin: str = "Microsoft Entra") -> AzureDevOpsToken:
+    """A bearer token for Azure DevOps from an `azure-identity` credential, or a UserError saying how to get one.
+
+    azure-identity reports "no credential here" and "sign-in failed" as `CredentialUnavailableError` /
+    `ClientAuthenticationError` with several lines of detail; the first line is kept, the rest is noise. The
+    UserError is raised without a cause or context: azure-identity's errors may hold the HTTP exchange with the
+    identity provider (client assertions, tokens), which must not travel on with our error.
+    """
+    from azure.core.exceptions import ClientAuthenticationError
+
+    failure: UserError
+    try:
+        return entra_token(credential, origin)
+    except ClientAuthenticationError as error:
+        detail = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        failure = UserError(
+            f"could not get a Microsoft Entra token for Azure DevOps from {origin}: {detail}; run `az login`, "
+            "or set up workload identity (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE), "
+            "or use an Azure Resource Manager service connection in the pipeline"
+        )
+    except ValueError:
+        failure = UserError(
+            f"{origin} returned no usable access token for Azure DevOps: run `az login` again or check the "
+            "workload identity federation"
+        )
+    raise failure from None
 
 
 def _b64(text: str) -> str:
