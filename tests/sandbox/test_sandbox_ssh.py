@@ -17,6 +17,7 @@ import stat
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -279,14 +280,137 @@ def test_missing_repository_gives_the_azure_devops_message(setup: Setup, keys: K
 
 
 @needs_sshd
-def test_key_registered_while_running_works_after_refresh(setup: Setup, keys: Keys) -> None:
+def test_keys_added_or_removed_while_running_count_from_the_next_connection(setup: Setup, keys: Keys) -> None:
+    """As on the service's "SSH public keys" page: no restart, no refresh call, the next login sees the change."""
     late = setup.world.add_user("Late Joiner")
-    setup.world.add_ssh_key(late, Path(f"{keys.late}.pub").read_text())
-    before = git(["ls-remote", url(setup)], ssh=ssh_command(setup, keys.late))
+    client = ssh_command(setup, keys.late)
+    before = git(["ls-remote", url(setup)], ssh=client)
     assert "Permission denied (publickey)." in before.stderr
-    setup.ssh.refresh_keys()
-    after = git(["ls-remote", url(setup)], ssh=ssh_command(setup, keys.late))
+    line = Path(f"{keys.late}.pub").read_text()
+    setup.world.add_ssh_key(late, line)
+    after = git(["ls-remote", url(setup)], ssh=client)
     assert after.returncode == 0, after.stderr
+    # Removal compares type and blob, not the comment; removing for another identity removes nothing.
+    assert setup.world.remove_ssh_key(setup.writer, line) is False
+    assert setup.world.remove_ssh_key(late, " ".join(line.split()[:2]) + " another comment") is True
+    removed = git(["ls-remote", url(setup)], ssh=client)
+    assert removed.returncode != 0
+    assert "Permission denied (publickey)." in removed.stderr
+    assert setup.world.remove_ssh_key(late, line) is False
+
+
+def test_a_line_that_is_no_public_key_is_refused(tmp_path: Path) -> None:
+    world = World("sandbox-org", tmp_path / "repos")
+    user = world.add_user("Someone")
+    with pytest.raises(ValueError, match="not an OpenSSH public key line"):
+        world.add_ssh_key(user, "-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert world.ssh_keys() == []
+
+
+def _fake_key_line(index: int) -> str:
+    """A syntactically valid RSA public key line (sshd never gets to use it)."""
+    blob = base64.b64encode(b"\x00\x00\x00\x07ssh-rsa" + os.urandom(40)).decode()
+    return f"ssh-rsa {blob} fake-{index}"
+
+
+@needs_sshd
+def test_concurrent_key_changes_all_reach_authorized_keys(setup: Setup) -> None:
+    """Changes from many threads at once: the file always ends up with exactly the world's keys."""
+    someone = setup.world.add_user("Concurrent Keys")
+    lines = [_fake_key_line(i) for i in range(24)]
+    blobs = {line.split()[1] for line in lines}
+
+    def on_disk() -> set[str]:
+        return {entry.split()[-1] for entry in setup.ssh.authorized_keys_path.read_text().splitlines()}
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda line: setup.world.add_ssh_key(someone, line), lines))
+    assert blobs <= on_disk()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert all(pool.map(lambda line: setup.world.remove_ssh_key(someone, line), lines))
+    assert not blobs & on_disk()
+    assert on_disk() == {line.split()[1] for _, line in setup.world.ssh_keys()}
+
+
+@needs_sshd
+def test_a_stopped_server_no_longer_follows_the_keys(setup: Setup, tmp_path: Path) -> None:
+    server = SshServer(setup.world, setup.azdo, tmp_path / "ssh", host_key=setup.ssh.host_key_path)
+    with server:
+        someone = setup.world.add_user("Follower")
+        line = _fake_key_line(0)
+        setup.world.add_ssh_key(someone, line)
+        assert line.split()[1] in server.authorized_keys_path.read_text()
+    setup.world.remove_ssh_key(someone, line)
+    assert line.split()[1] in server.authorized_keys_path.read_text()  # left as it was at stop()
+    assert line.split()[1] not in setup.ssh.authorized_keys_path.read_text()  # the running one followed
+
+
+def _python_zombies_of_init() -> set[int]:
+    """Exited Python processes waiting for PID 1 to reap them (an orphaned push hook would be one)."""
+    found = set()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{name}/stat").read_text()
+            comm = Path(f"/proc/{name}/comm").read_text().strip()
+        except OSError:
+            continue
+        state, parent = stat[stat.rindex(")") + 2 :].split()[:2]
+        if state == "Z" and parent == "1" and comm.startswith("python"):
+            found.add(int(name))
+    return found
+
+
+@needs_sshd
+def test_push_applied_then_connection_dropped_over_ssh(setup: Setup, keys: Keys, tmp_path: Path) -> None:
+    """`drop_after_next_push`: the refs move, git sees the session die before the report, nothing is left over."""
+    project = setup.world.add_project("Lost Replies")
+    repo = setup.world.create_repository(project, "landed")
+    client = ssh_command(setup, keys.writer)
+    work = new_work_tree(tmp_path / "w", url(setup, "Lost Replies", "landed"))
+    commit(work, "a.txt", "a\n")
+    head = git(["rev-parse", "HEAD"], cwd=work).stdout.strip()
+    zombies_before = _python_zombies_of_init()
+    setup.azdo.faults.drop_after_next_push()
+    pushed = git(["push", "origin", "HEAD:refs/heads/main"], ssh=client, cwd=work)
+    assert pushed.returncode != 0
+    assert "the remote end hung up unexpectedly" in pushed.stderr
+    assert "[new branch]" not in pushed.stderr
+    assert setup.azdo.faults.dropped_push_replies == 1
+    assert repo.default_branch == "refs/heads/main"
+    listed = git(["ls-remote", "origin", "refs/heads/main"], ssh=client, cwd=work)
+    assert listed.stdout.split() == [head, "refs/heads/main"]
+    # The forced command reaped the hook that killed its receive-pack; the session left nothing behind (sshd's
+    # connection process exits a moment after the client has gone, hence the bounded wait).
+    sshd_pid = setup.ssh.pid
+    assert sshd_pid is not None
+    deadline = time.monotonic() + 5
+    while descendants(sshd_pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert descendants(sshd_pid) == []
+    assert _python_zombies_of_init() - zombies_before == set()
+    # The next push is an ordinary one again.
+    commit(work, "b.txt", "b\n")
+    again = git(["push", "origin", "HEAD:refs/heads/main"], ssh=client, cwd=work)
+    assert again.returncode == 0, again.stderr
+
+
+@needs_sshd
+def test_disabled_repository_is_refused_over_ssh(setup: Setup, keys: Keys, tmp_path: Path) -> None:
+    project = setup.world.add_project("Disabled Over SSH")
+    repo = setup.world.create_repository(project, "archived")
+    client = ssh_command(setup, keys.writer)
+    setup.world.disable_repository(repo)
+    fetched = git(["ls-remote", url(setup, "Disabled Over SSH", "archived")], ssh=client)
+    assert fetched.returncode != 0
+    assert "remote: TF401019: The Git repository with name or identifier archived does not exist" in fetched.stderr
+    work = new_work_tree(tmp_path / "w", url(setup, "Disabled Over SSH", "archived"))
+    commit(work, "a.txt", "a\n")
+    pushed = git(["push", "origin", "HEAD:refs/heads/main"], ssh=client, cwd=work)
+    assert pushed.returncode != 0 and "remote: TF401019:" in pushed.stderr
+    setup.world.enable_repository(repo)
+    assert git(["push", "-q", "origin", "HEAD:refs/heads/main"], ssh=client, cwd=work).returncode == 0
 
 
 # -- what ssh.dev.azure.com refuses -------------------------------------------------------------------------------

@@ -12,7 +12,11 @@ these methods and then talk to the servers with real clients. The model follows 
 * `project_rights` presets stand for membership of the project groups (Project Administrators, Contributors,
   Readers): their grants sit on `repoV2/<projectId>` for every project, now and later; the creator of a branch
   gets ForcePush and ManagePermissions on it (`grant_branch_creator`), as in the service;
-* branch policies: a *required* policy on a branch rejects direct pushes with TF402455 unless PolicyExempt.
+* branch policies: a *required* policy on a branch rejects direct pushes with TF402455 unless PolicyExempt;
+* SSH public keys per identity (`add_ssh_key`, `remove_ssh_key`): like the service's "SSH public keys" page, a
+  change counts from the next connection on; the SSH endpoint follows it through `on_ssh_keys_changed`;
+* disabled repositories (`disable_repository`): listed with `isDisabled: true`, refused for git and for the
+  REST calls inside them, as the service does for a repository an administrator disabled.
 
 All ids are lowercase GUID strings. One re-entrant lock guards the whole world; servers read it from many
 threads.
@@ -64,6 +68,9 @@ _RIGHTS_BITS: dict[str, int] = {
 WORKLOAD_TOKEN_SECONDS = 3600.0
 WORKLOAD_TOKEN_REFRESH_MARGIN = 300.0
 
+#: Key types OpenSSH writes in front of the base64 blob; anything before one of these is an option list.
+_KEY_TYPE_PREFIXES = ("ssh-", "ecdsa-sha2-", "sk-", "rsa-sha2-")
+
 # Same git for every repository, whatever the user's ~/.gitconfig says (templates, init.defaultBranch, hooks).
 _GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0"}
 
@@ -99,6 +106,8 @@ class Repository:
     project: Project
     git_dir: Path
     default_branch: str | None = None  # "refs/heads/main" once the first branch was pushed
+    # Project settings > Repositories > Disable repository: the data stays, nobody can read or push it.
+    is_disabled: bool = False
 
 
 @dataclass(eq=False)
@@ -159,6 +168,24 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def public_key_entry(public_key_line: str) -> str:
+    """`type blob` of an OpenSSH public key line (options in front and the comment dropped); ValueError if none.
+
+    Two lines name the same key exactly when their entries are equal, whatever their comments.
+    """
+    words = public_key_line.split()
+    for index, word in enumerate(words):
+        if word.startswith(_KEY_TYPE_PREFIXES) and index + 1 < len(words):
+            blob = words[index + 1]
+            if blob.startswith("AAAA") and _is_base64(blob):
+                return f"{word} {blob}"
+    raise ValueError(f"not an OpenSSH public key line: {public_key_line[:60]!r}")
+
+
+def _is_base64(text: str) -> bool:
+    return text.isascii() and text.rstrip("=").replace("+", "").replace("/", "").isalnum()
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", ".", text.lower()).strip(".") or "user"
 
@@ -208,6 +235,7 @@ class World:
         # Seconds since the epoch; tests replace it to move time forward (workload token expiry).
         self.clock: Callable[[], float] = time.time
         self._ssh_keys: list[tuple[Identity, str]] = []
+        self._ssh_key_listeners: list[Callable[[], None]] = []
         # identity id -> normalized token -> [allow, deny]; explicit ACEs and project-group presets are kept
         # apart so that an explicit allow/deny on repoV2/<projectId> does not erase the group's grant.
         self._aces: dict[str, dict[str, list[int]]] = {}
@@ -270,6 +298,22 @@ class World:
                 (r for r in self._repositories.values() if r.project is project and r.name.casefold() == folded),
                 None,
             )
+
+    def disable_repository(self, repository: Repository) -> None:
+        """Disable a repository (Project settings > Repositories > Disable repository).
+
+        It keeps its data and still shows in the repository list (REST `isDisabled: true`), but git fetches and
+        pushes (HTTP and SSH) and the REST calls inside it (refs, branch stats, ref updates) are answered like
+        a missing repository, TF401019 (renovate#13013 shows `git clone` of a disabled repository failing with
+        it; BroomBot#28 the REST calls).
+        """
+        with self._lock:
+            repository.is_disabled = True
+
+    def enable_repository(self, repository: Repository) -> None:
+        """Undo `disable_repository`: everything works again as before."""
+        with self._lock:
+            repository.is_disabled = False
 
     def set_default_branch(self, repository: Repository, ref: str | None) -> None:
         """Point HEAD (and the REST `defaultBranch`) at `ref`; None: the repository has no default branch.
@@ -398,12 +442,59 @@ class World:
                 self._revoked_job_tokens.add(token)
 
     def add_ssh_key(self, identity: Identity, public_key_line: str) -> None:
+        """Register a public key for `identity`; running SSH endpoints accept it from the next connection on.
+
+        The line must hold an OpenSSH public key (`ssh-rsa AAAA... comment`; ValueError otherwise, as the
+        service's key page refuses what it cannot parse). Keys of every type are kept, ed25519 included: the
+        SSH endpoint then refuses them for their signature algorithm, as Azure DevOps does.
+        """
+        public_key_entry(public_key_line)
         with self._lock:
             self._ssh_keys.append((identity, public_key_line.strip()))
+        self._ssh_keys_changed()
+
+    def remove_ssh_key(self, identity: Identity, public_key_line: str) -> bool:
+        """Delete `identity`'s registration of this key (compared by type and blob, not comment).
+
+        False when it was not registered for `identity`. Connections already open keep running; the next
+        one with this key is refused (`Permission denied (publickey)`).
+        """
+        entry = public_key_entry(public_key_line)
+        with self._lock:
+            kept = [(i, line) for i, line in self._ssh_keys if i is not identity or public_key_entry(line) != entry]
+            removed = len(kept) != len(self._ssh_keys)
+            self._ssh_keys = kept
+        if removed:
+            self._ssh_keys_changed()
+        return removed
 
     def ssh_keys(self) -> list[tuple[Identity, str]]:
         with self._lock:
             return list(self._ssh_keys)
+
+    def on_ssh_keys_changed(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` after every change of the SSH keys; returns the function that unsubscribes it.
+
+        Listeners run in the thread that made the change, after the change and outside the world's lock, so
+        `add_ssh_key` returns only once every listener is done (an SSH endpoint has rewritten its
+        authorized_keys): the next connection sees the change. A listener reads `ssh_keys()` itself, so
+        concurrent changes need no ordering here: whichever listener call runs last reads them all.
+        """
+        with self._lock:
+            self._ssh_key_listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._ssh_key_listeners:
+                    self._ssh_key_listeners.remove(listener)
+
+        return unsubscribe
+
+    def _ssh_keys_changed(self) -> None:
+        with self._lock:
+            listeners = list(self._ssh_key_listeners)
+        for listener in listeners:
+            listener()
 
     def federate(self, identity: Identity, client_id: str) -> None:
         """Trust workload-identity tokens for `client_id` as `identity` (a federated credential on the app)."""

@@ -11,6 +11,7 @@ Texts are the service's, with the TF/VS numbers people search for (azure-devops.
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from dataclasses import dataclass, field
@@ -274,3 +275,40 @@ def throttled(status: int, retry_after: float | None) -> ServiceError:
         # HTTP allows whole seconds only; clients (urllib3) ignore anything else.
         headers["Retry-After"] = str(max(0, math.ceil(retry_after)))
     return ServiceError(status, message, type_key, headers=headers)
+
+
+def internal_error(activity_id: str) -> ServiceError:
+    """500 TF400898 as the service words it (vsts-rest-api-specs#636: `TF400898: An Internal Error Occurred.
+    Activity Id: <guid>.`). The type varies with the failure on the service; `System.Exception` stands for any."""
+    message = f"TF400898: An Internal Error Occurred. Activity Id: {activity_id}."
+    return ServiceError(500, message, "Exception", "mscorlib", namespace="System")
+
+
+# ----- the sign-in page ----------------------------------------------------------------------------------------
+
+#: The header the SDK (azure/devops/client.py, `_suppress_fedauth_redirect`, always True) and the Azure SDKs'
+#: pipeline credentials send so that a refused credential gets a 401 instead of the sign-in redirect.
+FEDAUTH_REDIRECT_HEADER = "X-TFS-FedAuthRedirect"
+SIGN_IN_PATH = "/_signin"
+
+
+def object_moved_html(location: str) -> bytes:
+    """The body of the service's 302 to its sign-in page (IIS' "Object moved", quoted in azure-sdk-for-js'
+    TROUBLESHOOTING for AzurePipelinesCredential and in azure-devops-docs#13661)."""
+    escaped = html.escape(location, quote=True)
+    return (
+        "<html><head><title>Object moved</title></head><body>\r\n"
+        f'<h2>Object moved to <a href="{escaped}">here</a>.</h2>\r\n'
+        "</body></html>\r\n"
+    ).encode()
+
+
+def sign_in_page_html() -> bytes:
+    """A sign-in page like the one the service's redirect leads to: HTML a browser shows, data for no API client."""
+    return (
+        b'<!DOCTYPE html>\r\n<html><head><meta charset="utf-8">'
+        b"<title>Azure DevOps Services | Sign In</title></head>\r\n"
+        b"<body><h1>Sign in</h1><p>Sign in to continue to Azure DevOps.</p>"
+        b'<form method="post" action="/_signin"><input type="email" name="loginfmt">'
+        b'<input type="submit" value="Next"></form></body></html>\r\n'
+    )

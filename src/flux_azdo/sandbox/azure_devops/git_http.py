@@ -9,10 +9,17 @@ Before git runs, the request goes through what Azure Repos enforces:
   plain-text body that git prints as `remote: ...`;
 * PAT scopes: `vso.code` to fetch, `vso.code_write` to push;
 * GenericRead to see the repository at all; without it the answer is the same 404 TF401019 as for a missing one,
-  because the service does not reveal repositories you cannot read;
+  because the service does not reveal repositories you cannot read; a disabled repository gets that answer too,
+  whoever asks (renovate#13013: `git clone` of a disabled repository fails with `remote: TF401019: ...` and
+  `fatal: repository '...' not found`);
 * GenericContribute for `git-receive-pack`, on the repository or on at least one branch below it (checked on
   `info/refs`, so git fails before it builds a pack, with the TF401027 text); which refs may really change is
   decided per ref later, inside the push, by the proc-receive hook (`push_rules.py`).
+
+Faults: `drop_next_push` ends a receive-pack POST mid-upload; `drop_after_next_push` lets the push run (the hook
+applies the refs) and then ends the connection instead of relaying receive-pack's report. While either is
+pending, every receive-pack reply closes its connection: curl silently re-sends a request that died on a
+*reused* connection, which would turn the failure into a success (or a second push).
 
 Only the smart protocol is served (`info/refs?service=...`, `git-upload-pack`, `git-receive-pack`): Azure Repos
 has no dumb HTTP. A known Git path with the wrong method is a 405; HEAD is answered like GET, without a body.
@@ -83,7 +90,7 @@ def serve(handler: _Handler, owner: AzureDevOpsServer, route: GitRoute, query: s
         return
     identity = credential.identity
     repository = _find(owner, route)
-    if repository is None or not owner.can_read(identity, repository):
+    if repository is None or repository.is_disabled or not owner.can_read(identity, repository):
         _refuse(handler, 404, errors.repository_not_found_text(route.repository))
         return
     needed_scope = "vso.code_write" if service == "git-receive-pack" else "vso.code"
@@ -94,7 +101,7 @@ def serve(handler: _Handler, owner: AzureDevOpsServer, route: GitRoute, query: s
     if service == "git-receive-pack" and not owner.can_push(identity, repository):
         _refuse(handler, 403, errors.needs_permission_text("GenericContribute", identity.error_name))
         return
-    if service == "git-receive-pack" and method == "GET" and owner.faults.push_drop_pending:
+    if service == "git-receive-pack" and owner.faults.push_drop_pending:
         # curl silently re-sends a request that died on a *reused* connection; make the POST use a fresh one so
         # that the drop reaches git as the failure it is ("Empty reply from server").
         handler.close_connection = True
@@ -104,10 +111,14 @@ def serve(handler: _Handler, owner: AzureDevOpsServer, route: GitRoute, query: s
     ticket = None
     extra_env: dict[str, str] = {}
     if handler.command == "POST" and service == "git-receive-pack":
-        ticket = owner.issue_ticket(identity, repository, lifetime=600.0)
+        ticket = owner.issue_ticket(identity, repository, lifetime=600.0, transport="http")
         extra_env = owner.hook_environment(ticket)
     try:
-        _run_backend(handler, repository, route.action, query, identity.unique_name or identity.id, extra_env)
+        reply = _run_backend(handler, repository, route.action, query, identity.unique_name or identity.id, extra_env)
+        if ticket is not None and owner.take_hang_up(ticket):
+            handler.hang_up()  # the push is applied; its report never reaches git
+            return
+        reply.send(handler)
     finally:
         if ticket is not None:
             owner.revoke_ticket(ticket)
@@ -147,10 +158,22 @@ def _refuse(handler: _Handler, status: int, text: str, headers: dict[str, str] |
     handler.send_bytes(status, (text + "\n").encode(), _TEXT, all_headers)
 
 
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def send(self, handler: _Handler) -> None:
+        headers = dict(self.headers)
+        content_type = headers.pop("content-type", None)
+        handler.send_bytes(self.status, self.body, content_type, {_title(k): v for k, v in headers.items()})
+
+
 def _run_backend(
     handler: _Handler, repository: Repository, action: str, query: str, remote_user: str, extra_env: dict[str, str]
-) -> None:
-    """Run `git http-backend` once as a CGI program and relay its reply with a Content-Length."""
+) -> _Reply:
+    """Run `git http-backend` once as a CGI program; its reply, for the caller to relay with a Content-Length."""
     body = handler.read_body() if handler.command == "POST" else b""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -180,7 +203,7 @@ def _run_backend(
     status, headers, payload = parse_cgi(done.stdout)
     if status >= 500 and done.stderr:
         payload = payload or done.stderr
-    handler.send_bytes(status, payload, headers.pop("content-type", None), {_title(k): v for k, v in headers.items()})
+    return _Reply(status, headers, payload)
 
 
 def parse_cgi(output: bytes) -> tuple[int, dict[str, str], bytes]:

@@ -5,12 +5,16 @@ are in place. The hook passes the commands on to the server over loopback, with 
 pusher and the repository:
 
     POST {AZDO_SANDBOX_HOOK_URL}/_sandbox/receive  {"ticket", "commands": [{"old", "new", "ref"}]}
-    -> {"results": [{"ref", "ok", "reason"}]}
+    -> {"results": [{"ref", "ok", "reason"}], "hangUp": true (only with the drop_after_next_push fault, SSH)}
 
 The server works out fast-forwards itself (nothing the hook says about them is trusted), checks the permissions,
 applies the accepted updates and answers; the ticket is good for one push. The hook reports `ok <ref>` or
 `ng <ref> <reason>` back to receive-pack, which shows the reason to the client as
 ` ! [remote rejected] main -> main (<reason>)`, as Azure DevOps does.
+
+With `hangUp` the refs are already updated and the client must not learn it: the hook kills its parent, git
+receive-pack, before it can write the report, so ssh closes the session mid-protocol (the SSH forced command
+waits for receive-pack and reaps this hook, which that leaves without a parent).
 
 It is run as a script (`python -I receive_hook.py`), so it uses the standard library only and no package import.
 Environment: AZDO_SANDBOX_HOOK_URL (server base URL) and AZDO_SANDBOX_HOOK_TICKET, set by whoever starts git.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import urllib.error
 import urllib.request
@@ -57,21 +62,30 @@ def read_until_flush(stream: BinaryIO) -> list[bytes]:
     return packets
 
 
-def ask_server(commands: list[dict[str, object]]) -> list[dict[str, object]]:
+def ask_server(commands: list[dict[str, object]]) -> tuple[list[dict[str, object]], bool]:
+    """The server's result per ref, and whether the push must end without a report (`hangUp`)."""
     url = os.environ.get(URL_VARIABLE)
     ticket = os.environ.get(TICKET_VARIABLE)
     if not url or not ticket:
-        return [{"ref": c["ref"], "ok": False, "reason": f"{INTERNAL_ERROR} (no push ticket)"} for c in commands]
+        return [{"ref": c["ref"], "ok": False, "reason": f"{INTERNAL_ERROR} (no push ticket)"} for c in commands], False
     body = json.dumps({"ticket": ticket, "commands": commands}).encode()
     request = urllib.request.Request(
         url.rstrip("/") + "/_sandbox/receive", data=body, method="POST", headers={"Content-Type": "application/json"}
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
-            results: list[dict[str, object]] = json.loads(response.read())["results"]
-            return results
+            answer = json.loads(response.read())
+            results: list[dict[str, object]] = answer["results"]
+            return results, answer.get("hangUp") is True
     except (urllib.error.URLError, OSError, ValueError, KeyError) as error:
-        return [{"ref": c["ref"], "ok": False, "reason": f"{INTERNAL_ERROR} ({error})"} for c in commands]
+        return [{"ref": c["ref"], "ok": False, "reason": f"{INTERNAL_ERROR} ({error})"} for c in commands], False
+
+
+def hang_up() -> None:
+    """Kill receive-pack (this hook's parent) so that the client never gets the report of the applied push."""
+    parent = os.getppid()
+    if parent > 1:
+        os.kill(parent, signal.SIGKILL)
 
 
 def main() -> int:
@@ -84,7 +98,11 @@ def main() -> int:
     for line in read_until_flush(stdin):
         old, new, ref = line.decode().split(" ", 2)
         commands.append({"old": old, "new": new, "ref": ref})
-    results = {str(result["ref"]): result for result in ask_server(commands)} if commands else {}
+    answers, hang = ask_server(commands) if commands else ([], False)
+    if hang:
+        hang_up()
+        return 0
+    results = {str(result["ref"]): result for result in answers}
     for command in commands:
         ref = str(command["ref"])
         result = results.get(ref, {"ok": False, "reason": INTERNAL_ERROR})

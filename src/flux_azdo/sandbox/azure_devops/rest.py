@@ -11,6 +11,19 @@ Order of checks, as the service applies them: organisation (404 when the server 
 a body), api-version (400, see `versions`), then the handler's own scope and permission checks. At deployment
 level (no organisation in the path) only the location list and ResourceAreas are served.
 
+A caller without a valid credential (none, an unknown token, a revoked job token) gets the 401 only when it
+sends `X-TFS-FedAuthRedirect: Suppress`, as the SDK always does (azure/devops/client.py sets
+`_suppress_fedauth_redirect = True` on every client and adds the header to every call, OPTIONS included).
+Without the header the service sends the caller to its sign-in page instead: `302 Found` to
+`.../_signin?realm=...&reply_to=<the request URL>` with an "Object moved" HTML body, and clients that follow it
+land on an HTML page answered 203 (see `sign_in_redirect`). With `server.sign_in_page = True` that 203 page is the
+direct answer, header or not, which is what a client sees behind a proxy that drops the header or through an HTTP
+stack that follows the redirect for it; the SDK then fails with msrest's `DeserializationError` ("Cannot
+deserialize content-type: text/html"). An expired PAT is recognised by the service and keeps its JSON 401.
+
+A disabled repository is still listed and read (`isDisabled: true`), but the calls inside it (refs, branch
+stats, ref updates) answer 404 TF401019 as for a missing repository.
+
 Which PAT scope each call needs follows the REST specification (azure-devops.md §6.1): projects `vso.project`
 (or `vso.profile`), repositories/refs/policies `vso.code`, updating refs `vso.code_write`, creating a repository
 `vso.code_manage`; location and security calls need none. Job tokens and workload-identity tokens are not
@@ -22,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 from flux_azdo.sandbox.azure_devops import errors, rest_refs, security, versions
 from flux_azdo.sandbox.azure_devops.errors import ServiceError
@@ -107,9 +120,15 @@ def serve(handler: _Handler, owner: AzureDevOpsServer, segments: list[str], quer
     try:
         credential = owner.world.authenticate_credential(handler.headers.get("Authorization"))
     except AuthenticationFailed as failure:
-        raise (
-            errors.pat_expired() if failure.reason == "expired" else errors.unauthenticated(failure.message)
-        ) from None
+        if failure.reason == "expired":
+            raise errors.pat_expired() from None
+        if owner.sign_in_page:
+            handler.send_bytes(203, errors.sign_in_page_html(), "text/html; charset=utf-8")
+            return
+        if not _suppresses_sign_in(handler):
+            sign_in_redirect(handler, owner)
+            return
+        raise errors.unauthenticated(failure.message) from None
     parameters = {k.lower(): v for k, v in parse_qsl(query, keep_blank_values=True)}
     context = RequestContext(handler, owner, credential, parameters)
     path = segments if deployment_level else segments[1:]
@@ -127,6 +146,26 @@ def serve(handler: _Handler, owner: AzureDevOpsServer, segments: list[str], quer
         version = versions.check(method, requested, endpoint.location)
     status, document = endpoint.function(context, *[path[i] for i in endpoint.arguments])
     handler.send_json(status, document, api_version=version)
+
+
+def _suppresses_sign_in(handler: _Handler) -> bool:
+    return handler.headers.get(errors.FEDAUTH_REDIRECT_HEADER, "").strip().lower() == "suppress"
+
+
+def sign_in_redirect(handler: _Handler, owner: AzureDevOpsServer) -> None:
+    """The service's answer to an unauthenticated request that does not suppress it: 302 to the sign-in page.
+
+    Seen from the service: `302 Found`, `Location: https://spsprod<region>.vssps.visualstudio.com/_signin?
+    realm=dev.azure.com&reply_to=<request URL>&redirect=1...`, an "Object moved" HTML body (azure-sdk-for-js
+    TROUBLESHOOTING, azure-devops-docs#13661, microsoft/testfx#10983); with `X-TFS-FedAuthRedirect: Suppress` the
+    same request is a 401 (azure-sdk-for-cpp#6019, azure-sdk-for-net#46135). Here the page is this server's
+    `/_signin`, whatever the method (msrest follows a 302 only for GET and HEAD).
+    """
+    host = handler.headers.get("Host") or owner.url.removeprefix("http://")
+    reply_to = f"http://{host}{handler.path}"
+    query = urlencode({"realm": host.rsplit(":", 1)[0], "reply_to": reply_to, "redirect": "1"})
+    location = f"{owner.url}{errors.SIGN_IN_PATH}?{query}"
+    handler.send_bytes(302, errors.object_moved_html(location), "text/html; charset=utf-8", {"Location": location})
 
 
 def _deployment_endpoints(path: list[str]) -> dict[str, _Endpoint]:
@@ -349,7 +388,7 @@ def repository_document(context: RequestContext, repository: Repository) -> dict
             "remoteUrl": remote_url,
             "sshUrl": owner.ssh_url(repository),
             "webUrl": web_url,
-            "isDisabled": False,
+            "isDisabled": repository.is_disabled,
             "isInMaintenance": False,
         }
     )
@@ -373,7 +412,8 @@ def _repositories_without_project(context: RequestContext, repository_id: str | 
     """`_apis/git/repositories[/<id>]`: all readable repositories of the organisation, or one by id."""
     context.require_scope(*CODE_SCOPES)
     if repository_id is not None:
-        return 200, repository_document(context, context.readable_repository(None, repository_id))
+        found = context.readable_repository(None, repository_id, allow_disabled=True)
+        return 200, repository_document(context, found)
     readable = [r for r in context.world.repositories() if context.owner.can_read(context.identity, r)]
     return 200, collection([repository_document(context, r) for r in readable])
 
@@ -381,7 +421,8 @@ def _repositories_without_project(context: RequestContext, repository_id: str | 
 def _get_repository(context: RequestContext, project_name: str, name_or_id: str) -> tuple[int, Any]:
     context.require_scope(*CODE_SCOPES)
     project = context.project(project_name)
-    return 200, repository_document(context, context.readable_repository(project, name_or_id))
+    found = context.readable_repository(project, name_or_id, allow_disabled=True)
+    return 200, repository_document(context, found)
 
 
 def _create_repository(context: RequestContext, project_name: str) -> tuple[int, Any]:

@@ -51,14 +51,21 @@ class RequestContext:
     def can_see(self, project: Project) -> bool:
         return self.world.is_member(self.identity, project)
 
-    def readable_repository(self, project: Project | None, name_or_id: str) -> Repository:
+    def readable_repository(
+        self, project: Project | None, name_or_id: str, *, allow_disabled: bool = False
+    ) -> Repository:
+        """The repository if the caller may read it, else 404 TF401019; a disabled one only with `allow_disabled`
+        (the repository itself is still shown, with `isDisabled: true`; what is inside it is refused)."""
         repository = self.world.find_repository(project, name_or_id)
         if repository is None or not self.owner.can_read(self.identity, repository):
+            raise errors.repository_not_found(name_or_id)
+        if repository.is_disabled and not allow_disabled:
             raise errors.repository_not_found(name_or_id)
         return repository
 
     def repository_in_route(self, project_name: str | None, name_or_id: str) -> Repository:
-        """`{project}/_apis/git/repositories/{repositoryId}` or the project-less form (repository by id)."""
+        """`{project}/_apis/git/repositories/{repositoryId}` or the project-less form (repository by id), for the
+        calls inside a repository: a disabled repository is refused like a missing one."""
         project = self.project(project_name) if project_name is not None else None
         return self.readable_repository(project, name_or_id)
 

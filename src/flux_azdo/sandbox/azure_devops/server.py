@@ -6,6 +6,9 @@ URL space (like dev.azure.com, with the organisation as the first path segment):
 * `/<org>/<project>/_git/<repo>[.git]/...`       Git smart HTTP (`git_http.py`), also `/<org>/_git/<repo>`
 * `POST /_sandbox/receive`                       decisions for the proc-receive hook (`receive_hook.py`)
 * `POST /_sandbox/git-access`                    authorisation for the SSH forced command
+* `GET /_signin`                                  the sign-in page unauthenticated REST calls are sent to
+                                                  (`rest.py`: without `X-TFS-FedAuthRedirect: Suppress`, or
+                                                  always with the `sign_in_page` switch)
 
 Every request is served on its own thread (`ThreadingHTTPServer`, keep-alive, Nagle off); `stop()` closes the
 listening socket, then every open connection, and joins all handler threads.
@@ -16,6 +19,12 @@ is never read from the middle of a body. A malformed `Content-Length` is a 400 a
 
 Push tickets (which the hook presents to `/_sandbox/receive`) are good for one push: HTTP ones end with the
 request, SSH ones with their first use or after an hour; expired ones are swept whenever tickets are touched.
+
+Faults (`faults.py`): `fail_next` refuses a public request before handling it; `fail_after_handling` lets a REST
+request take effect and then replaces its reply (`send_bytes` does the swap, so errors the handler raised are
+lost the same way); `drop_after_next_push` is decided when the push's refs have been updated
+(`internal_receive`): an HTTP push then ends without a reply, an SSH push has its receive-pack killed by the hook
+before it reports to the client.
 """
 
 from __future__ import annotations
@@ -31,12 +40,12 @@ import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
 from flux_azdo.sandbox.azure_devops import errors, git_http, rest
 from flux_azdo.sandbox.azure_devops.errors import ServiceError
-from flux_azdo.sandbox.azure_devops.faults import FaultInjector
+from flux_azdo.sandbox.azure_devops.faults import FaultInjector, LostReply
 from flux_azdo.sandbox.azure_devops.push_rules import PushApplier, PushCommand
 from flux_azdo.sandbox.azure_devops.receive_hook import TICKET_VARIABLE, URL_VARIABLE
 from flux_azdo.sandbox.azure_devops.security import GitPermission
@@ -60,6 +69,7 @@ class _Ticket:
     identity: Identity
     repository: Repository
     expires: float
+    transport: Literal["http", "ssh"] = "ssh"
 
 
 class AzureDevOpsServer:
@@ -72,8 +82,14 @@ class AzureDevOpsServer:
         self.ssh_host: str | None = None
         self.ssh_port: int | None = None
         self.ssh_user: str = "git"
+        #: True: REST calls without a valid credential get the HTML sign-in page (203), even when they send
+        #: `X-TFS-FedAuthRedirect: Suppress` (a proxy that drops the header, or a client that cannot send it).
+        #: False (default): only requests without that header are sent to the sign-in page, as on the service.
+        self.sign_in_page = False
         self.pushes = PushApplier(world)
         self._tickets: dict[str, _Ticket] = {}
+        # HTTP push tickets whose push was applied and must now end without a reply (drop_after_next_push).
+        self._hang_ups: set[str] = set()
         self._tickets_lock = threading.Lock()
         self._httpd = _HttpServer((host, port), _Handler, self)
         self._thread: threading.Thread | None = None
@@ -136,17 +152,33 @@ class AzureDevOpsServer:
 
     # ----- push tickets ------------------------------------------------------------------------------------
 
-    def issue_ticket(self, identity: Identity, repository: Repository, lifetime: float = SSH_TICKET_SECONDS) -> str:
+    def issue_ticket(
+        self,
+        identity: Identity,
+        repository: Repository,
+        lifetime: float = SSH_TICKET_SECONDS,
+        transport: Literal["http", "ssh"] = "ssh",
+    ) -> str:
+        """A push ticket; `transport` says how a dropped reply is carried out (see `internal_receive`)."""
         ticket = secrets.token_urlsafe(24)
         now = time.monotonic()
         with self._tickets_lock:
             self._sweep_tickets(now)
-            self._tickets[ticket] = _Ticket(identity, repository, now + lifetime)
+            self._tickets[ticket] = _Ticket(identity, repository, now + lifetime, transport)
         return ticket
 
     def revoke_ticket(self, ticket: str) -> None:
         with self._tickets_lock:
             self._tickets.pop(ticket, None)
+            self._hang_ups.discard(ticket)
+
+    def take_hang_up(self, ticket: str) -> bool:
+        """Whether the HTTP push of `ticket` was applied and must now lose its reply (asked once, after git)."""
+        with self._tickets_lock:
+            if ticket in self._hang_ups:
+                self._hang_ups.discard(ticket)
+                return True
+            return False
 
     @property
     def live_tickets(self) -> int:
@@ -173,18 +205,34 @@ class AzureDevOpsServer:
     # ----- internal endpoints ------------------------------------------------------------------------------
 
     def internal_receive(self, document: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        """Decide and apply one push's ref updates (fast-forward is recomputed here, never taken from the hook)."""
+        """Decide and apply one push's ref updates (fast-forward is recomputed here, never taken from the hook).
+
+        This is where `drop_after_next_push` is used up, once the updates are applied: an HTTP ticket is marked
+        so that `git_http` drops the connection instead of relaying receive-pack's report; for SSH the answer
+        carries `hangUp`, and the hook kills its receive-pack before it writes the report.
+        """
         raw = document.get("commands")
         if not isinstance(raw, list) or not all(
             isinstance(c, dict) and all(isinstance(c.get(k), str) for k in ("old", "new", "ref")) for c in raw
         ):
             return 400, {"message": "commands must be a list of {old, new, ref} strings"}
-        ticket = self._take_ticket(str(document.get("ticket", "")))
+        key = str(document.get("ticket", ""))
+        ticket = self._take_ticket(key)
         if ticket is None:
             return 403, {"message": "unknown, used or expired push ticket"}
         commands = [PushCommand(c["old"], c["new"], c["ref"]) for c in raw]
+        if ticket.repository.is_disabled:  # disabled while the push was under way
+            text = errors.repository_not_found_text(ticket.repository.name)
+            return 200, {"results": [{"ref": c.ref, "ok": False, "reason": text} for c in commands]}
         results = self.pushes.apply(ticket.identity, ticket.repository, commands, from_git=True)
-        return 200, {"results": [r.as_json() for r in results]}
+        reply: dict[str, Any] = {"results": [r.as_json() for r in results]}
+        if self.faults.take_push_reply_drop():
+            if ticket.transport == "http":
+                with self._tickets_lock:
+                    self._hang_ups.add(key)
+            else:
+                reply["hangUp"] = True
+        return 200, reply
 
     def internal_git_access(self, document: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Authorise an SSH git command for an identity: the same checks as the HTTP side."""
@@ -198,7 +246,7 @@ class AzureDevOpsServer:
         repository, shown_name = self.resolve_ssh_path(path)
         if identity is None:
             return 401, {"message": errors.ANONYMOUS_GIT}
-        if repository is None or not self.can_read(identity, repository):
+        if repository is None or repository.is_disabled or not self.can_read(identity, repository):
             return 404, {"message": errors.repository_not_found_text(shown_name)}
         if service == "git-receive-pack" and not self.can_push(identity, repository):
             return 403, {"message": errors.needs_permission_text("GenericContribute", identity.error_name)}
@@ -306,6 +354,8 @@ class _Handler(BaseHTTPRequestHandler):
     # ----- body handling -----------------------------------------------------------------------------------
 
     _body: bytes | None = None
+    # Set while a request runs whose reply `fail_after_handling` takes away (see `send_bytes`).
+    _lost_reply: LostReply | None = None
 
     @property
     def chunked(self) -> bool:
@@ -352,6 +402,10 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             length = self.content_length()
             self.rfile.read(min(max(length // 2, 1), 65536) if length else 0)
+        self.hang_up()
+
+    def hang_up(self) -> None:
+        """End the connection now, without a reply (whatever was handled stays done)."""
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -361,6 +415,16 @@ class _Handler(BaseHTTPRequestHandler):
     def send_bytes(
         self, status: int, body: bytes, content_type: str | None, headers: dict[str, str] | None = None
     ) -> None:
+        lost, self._lost_reply = self._lost_reply, None
+        if lost is not None:
+            # The request was handled; its reply is what `fail_after_handling` takes away.
+            if lost.status is None:
+                self.hang_up()
+            elif lost.status == 500:
+                self.send_service_error(errors.internal_error(str(uuid.uuid4())))
+            else:
+                self.send_service_error(errors.throttled(lost.status, lost.retry_after))
+            return
         if self._body is None:
             self._drain_or_close()
         self.send_response(status)
@@ -417,11 +481,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         owner = self.server.owner
         self._body = None  # one handler object serves every request of a keep-alive connection
+        self._lost_reply = None
         split = urlsplit(self.path)
         try:
             self.content_length()  # unframed requests are refused before anything else
             if split.path.startswith(INTERNAL_PREFIX):
                 self._internal(owner, split.path)
+                return
+            if split.path.rstrip("/").lower() == errors.SIGN_IN_PATH:
+                # The service's sign-in page lives on another host (vssps), which no fault of this one touches.
+                self._sign_in_page()
                 return
             delay = owner.faults.take_delay()
             if delay:
@@ -441,6 +510,7 @@ class _Handler(BaseHTTPRequestHandler):
             if git_route is not None:
                 git_http.serve(self, owner, git_route, split.query)
                 return
+            self._lost_reply = owner.faults.take_lost_reply(self.command, split.path)
             rest.serve(self, owner, segments, split.query)
         except ServiceError as error:
             self.send_service_error(error)
@@ -452,6 +522,18 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as error:  # a bug in the sandbox: answer 500 like the service's error page, keep serving
             log.exception("sandbox Azure DevOps failed on %s %s", self.command, self.path)
             self.send_service_error(ServiceError(500, f"TF400898: An Internal Error Occurred. ({error})", "Exception"))
+
+    def _sign_in_page(self) -> None:
+        """`GET /_signin`: the page the sign-in redirect leads to, answered 203 Non-Authoritative Information.
+
+        203 with an HTML sign-in page is what API clients that follow the service's redirect have reported
+        (vsts-rest-api-specs#97, azure-sdk-for-cpp#5786; azure-devops.md §6.2). UNVERIFIED: one later report
+        (2026) saw 200 with the HTML instead; either way a JSON client cannot read it.
+        """
+        if self.command not in ("GET", "HEAD", "POST"):
+            self.send_bytes(405, b"Method Not Allowed\n", "text/plain; charset=utf-8", {"Allow": "GET, HEAD, POST"})
+            return
+        self.send_bytes(203, errors.sign_in_page_html(), "text/html; charset=utf-8")
 
     def _internal(self, owner: AzureDevOpsServer, path: str) -> None:
         if self.command != "POST":

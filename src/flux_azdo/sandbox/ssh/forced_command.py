@@ -7,6 +7,11 @@ that repository, and then replaces itself with the git service on the repository
 environment the server returns (it carries the ticket the push hook needs). Everything else is refused with a
 message on stderr, which ssh shows to the user as Azure DevOps' own messages are shown (`remote: ...`).
 
+Fetches replace this program with git. A push runs git receive-pack as a child instead, and this program waits
+as the session's process and as a child subreaper (Linux): the push hook kills receive-pack when a test asked
+for a push whose reply is lost (`drop_after_next_push`), and the hook, left without a parent, is then reaped
+here instead of by init (which in a container may never reap it). The session ends when receive-pack does.
+
 It runs once per git operation, so it starts in a few milliseconds: isolated Python without site-packages, the
 standard library only (no package imports: it works without PYTHONPATH), and a hand-written HTTP request over a
 plain socket instead of http.client, which would import email and ssl.
@@ -31,6 +36,8 @@ PATH_FORM = "v3/<organization>/<project>/<repository>"
 HTTP_TIMEOUT = 60.0
 #: The git service must not depend on the account's or machine's git configuration; the server's env may override.
 HERMETIC_GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+#: prctl(2) option that makes orphaned descendants this process's children.
+PR_SET_CHILD_SUBREAPER = 36
 
 
 class Refusal(Exception):
@@ -136,8 +143,51 @@ def main(argv: list[str]) -> int:
             sys.stderr.write(f"remote: {line}\n")
         sys.stderr.flush()
         return 1
+    argv = [git, service.removeprefix("git-"), git_dir]
+    if service == "git-receive-pack":
+        return run_and_reap(argv, env)
     # `git upload-pack DIR` is what `git-upload-pack DIR` runs; exec keeps the client's stdin/stdout pipes.
-    os.execvpe(git, [git, service.removeprefix("git-"), git_dir], env)
+    os.execvpe(git, argv, env)
+
+
+def _become_subreaper() -> None:
+    """Adopt orphaned descendants (Linux prctl); elsewhere they go to init as usual."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def run_and_reap(argv: list[str], env: dict[str, str]) -> int:
+    """Run git as a child on the session's stdin/stdout, reap it and every orphan left, and pass on its status."""
+    _become_subreaper()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.execvpe(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    # The protocol belongs to git now: the session ends when git's copies of stdin/stdout close.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    status = 1
+    while True:
+        try:
+            pid, wait_status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return status
+        except InterruptedError:
+            continue
+        if pid == child:
+            if os.WIFSIGNALED(wait_status):
+                status = 128 + os.WTERMSIG(wait_status)
+            else:
+                status = os.waitstatus_to_exitcode(wait_status)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ what Azure DevOps accepts or refuses. Every registered key gets a forced command
 the sandbox's Azure DevOps server whether this identity may run this git service on this path, so SSH and HTTP
 share one set of permissions.
 
+Keys follow the world while sshd runs: the server subscribes to `World.on_ssh_keys_changed` and rewrites
+authorized_keys (atomically) before `add_ssh_key`/`remove_ssh_key` return, and sshd reads that file on every
+login, so a key added or removed counts from the next connection on, as on the service.
+
 The files live in the given directory: `sshd_config`, the host key, `authorized_keys`, `sshd.log`, and the 0600
 control file with the server URL and internal secret, which the forced command reads so the secret never shows in a
 process list.
@@ -25,12 +29,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from flux_azdo.sandbox.ssh.processes import process_tree, stop_tree
+from flux_azdo.sandbox.world import public_key_entry
 
 if TYPE_CHECKING:
     from flux_azdo.sandbox.azure_devops import AzureDevOpsServer
@@ -50,8 +56,6 @@ PORT_ATTEMPTS = 5
 KEY_RESTRICTIONS = "no-port-forwarding,no-X11-forwarding,no-agent-forwarding,no-pty,no-user-rc"
 FORCED_COMMAND = Path(__file__).with_name("forced_command.py")
 CONTROL_FILE = "git-access.json"
-#: Key types OpenSSH writes in front of the base64 blob; anything before one of these is an option list we drop.
-_KEY_TYPE_PREFIXES = ("ssh-", "ecdsa-sha2-", "sk-", "rsa-sha2-")
 
 
 class SshServerError(RuntimeError):
@@ -105,17 +109,7 @@ def public_key_of(private_key: Path) -> str:
 
 def authorized_key_entry(public_key_line: str) -> str:
     """`type blob` of a public key line; options and the comment are dropped so only our restrictions apply."""
-    words = public_key_line.split()
-    for index, word in enumerate(words):
-        if word.startswith(_KEY_TYPE_PREFIXES) and index + 1 < len(words):
-            blob = words[index + 1]
-            if blob.startswith("AAAA") and _is_base64(blob):
-                return f"{word} {blob}"
-    raise ValueError(f"not an OpenSSH public key line: {public_key_line[:60]!r}")
-
-
-def _is_base64(text: str) -> bool:
-    return text.isascii() and text.rstrip("=").replace("+", "").replace("/", "").isalnum()
+    return public_key_entry(public_key_line)
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -155,8 +149,9 @@ def _login_name() -> str:
 class SshServer:
     """sshd on 127.0.0.1:<random port>; `with SshServer(world, azdo, directory) as ssh:` in tests.
 
-    Call `refresh_keys()` after `World.add_ssh_key` while it runs (start() does it once); sshd reads
-    authorized_keys on every login, so no restart is needed.
+    From `start()` to `stop()` it follows the world's SSH keys by itself (`World.on_ssh_keys_changed`): a key
+    added or removed counts from the next connection on. `refresh_keys()` stays for callers that rewrote the
+    file themselves; it is never needed after `World.add_ssh_key`.
     """
 
     def __init__(self, world: World, azdo: AzureDevOpsServer, directory: Path, *, host_key: Path | None = None) -> None:
@@ -170,6 +165,7 @@ class SshServer:
         self._cached_host_key = Path(host_key) if host_key is not None else None
         self._process: subprocess.Popen[bytes] | None = None
         self._keys_lock = threading.Lock()
+        self._unsubscribe: Callable[[], None] | None = None
         self.config_path = self.directory / "sshd_config"
         self.host_key_path = self.directory / "ssh_host_rsa_key"
         self.authorized_keys_path = self.directory / "authorized_keys"
@@ -202,12 +198,16 @@ class SshServer:
 
         Keys of every type are written, ed25519 included: sshd itself then refuses them for their signature
         algorithm, as Azure DevOps does, rather than the key simply being unknown.
+
+        The world is read inside the lock that serialises the writes, so concurrent key changes cannot leave an
+        older list on disk than the last change: each write holds every change made before it read. The file is
+        replaced atomically, so sshd never reads half of it.
         """
-        lines = []
-        for identity, public_key_line in self.world.ssh_keys():
-            command = self._forced_command(identity.id).replace('"', '\\"')
-            lines.append(f'command="{command}",{KEY_RESTRICTIONS} {authorized_key_entry(public_key_line)}\n')
         with self._keys_lock:
+            lines = []
+            for identity, public_key_line in self.world.ssh_keys():
+                command = self._forced_command(identity.id).replace('"', '\\"')
+                lines.append(f'command="{command}",{KEY_RESTRICTIONS} {authorized_key_entry(public_key_line)}\n')
             self.directory.mkdir(parents=True, exist_ok=True)
             _write_private(self.authorized_keys_path, "".join(lines).encode())
 
@@ -233,21 +233,29 @@ class SshServer:
             PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
         self._install_host_key()
         self._write_control_file()
-        self.refresh_keys()
-        failures = []
-        for _ in range(PORT_ATTEMPTS):
-            port = _free_port(self.host)
-            error = self._try_start(port)
-            if error is None:
-                self.port = port
-                return
-            failures.append(error)
-            if "Address already in use" not in error and "Cannot bind" not in error:
-                break
+        # Subscribe before the first write, so that a key added meanwhile is never missed.
+        self._unsubscribe = self.world.on_ssh_keys_changed(self.refresh_keys)
+        try:
+            self.refresh_keys()
+            failures = []
+            for _ in range(PORT_ATTEMPTS):
+                port = _free_port(self.host)
+                error = self._try_start(port)
+                if error is None:
+                    self.port = port
+                    return
+                failures.append(error)
+                if "Address already in use" not in error and "Cannot bind" not in error:
+                    break
+        except BaseException:
+            self._stop_following_keys()
+            raise
+        self._stop_following_keys()
         raise SshServerError(f"sshd did not start; its log:\n{failures[-1]}")
 
     def stop(self) -> None:
         """Stop the connections' processes first (they run in sessions of their own), then sshd, and reap them."""
+        self._stop_following_keys()
         process, self._process = self._process, None
         if process is None:
             return
@@ -274,6 +282,11 @@ class SshServer:
         self.stop()
 
     # -- internals -------------------------------------------------------------------------------------------------
+
+    def _stop_following_keys(self) -> None:
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
 
     def _require_started(self) -> None:
         if not self.port:
