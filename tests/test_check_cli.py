@@ -235,7 +235,6 @@ def test_an_rsa_key_with_a_passphrase_from_stdin(
     public = private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     ssh_sandbox.world.add_ssh_key(ssh_sandbox.user, public.decode() + " protected")
     assert ssh_sandbox.ssh is not None
-    ssh_sandbox.ssh.refresh_keys()  # sshd reads authorized_keys, which the sandbox writes from the world
     args = [
         "--url",
         ssh_sandbox.ssh_url,

@@ -1034,3 +1034,15 @@ def test_a_netrc_entry_does_not_replace_a_bearer_token(
     monkeypatch.setenv("NETRC", str(netrc))
     assert connect(azdo_sandbox.job_token, "bearer", "job-token").whoami().kind == "build-service"
     assert connect(azdo_sandbox.job_token, "basic", "job-token").whoami().kind == "build-service"
+
+
+def test_a_sign_in_page_from_the_sandbox_is_an_authentication_failure(
+    azdo_sandbox: Sandbox, connect: ClientFactory
+) -> None:
+    """A proxy that strips X-TFS-FedAuthRedirect makes the service answer 203 with HTML instead of a 401."""
+    azdo_sandbox.azdo.sign_in_page = True
+    client = connect("not-a-token-of-this-organisation")
+    with pytest.raises(AuthenticationFailed) as raised:
+        client.get_project("platform")
+    assert raised.value.reason == "sign-in"
+    assert_actionable(raised.value, client)

@@ -545,3 +545,14 @@ def test_check_writes_nothing(azdo_sandbox: Sandbox, scenario: str, caplog: pyte
     assert harmless_posts(lines) == [], lines
     assert not [line for line in lines if line.split()[0] in ("PUT", "PATCH", "DELETE")]
     assert not [line for line in lines if "git-receive-pack" in line]
+
+
+def test_a_disabled_repository_blocks_with_the_setting_to_change(azdo_sandbox: Sandbox) -> None:
+    azdo_sandbox.world.disable_repository(azdo_sandbox.repository)
+    token = AzureDevOpsToken(azdo_sandbox.pat, "basic", "password", "GIT_PASSWORD")
+    request = PreflightRequest(url=parse_repository_url(azdo_sandbox.repo_url, allow_insecure_http=True), token=token)
+    report = run_preflight(request)
+    repository = next(item for item in report.items if item.key == "repository")
+    assert repository.status == "fail" and "disabled" in repository.message
+    assert repository.fix is not None and "fleet-infra" in repository.fix
+    assert not report.can_proceed
