@@ -176,7 +176,7 @@ def git_benchmarks() -> None:
 
     from flux_azdo.azdo.credentials import AzureDevOpsToken
     from flux_azdo.git import Change, TokenAuth, Workspace
-    from flux_azdo.git import workspace as git_workspace
+    from flux_azdo.git import checkout as git_checkout
     from flux_azdo.sandbox.runtime import Sandbox, SandboxOptions
 
     options = SandboxOptions(ssh=False, kube=False, flux=False)
@@ -184,15 +184,15 @@ def git_benchmarks() -> None:
         auth = TokenAuth(AzureDevOpsToken(sandbox.pat))
         _seed_history(sandbox.repository.git_dir, _SEED_COMMITS)
         sandbox.world.set_default_branch(sandbox.repository, "refs/heads/main")
-        shipped = git_workspace.FETCH_DEPTH
+        shipped = git_checkout.FETCH_DEPTH
         for depth, label in ((None, "full history"), (shipped, f"depth {shipped} (shipped)")):
-            git_workspace.FETCH_DEPTH = depth
+            git_checkout.FETCH_DEPTH = depth
             measure(
                 f"git: open checkout of {_SEED_COMMITS} commits, {label}",
                 lambda: Workspace(sandbox.repo_url, "main", auth, temp_parent=Path(folder)).close(),
                 10,
             )
-        git_workspace.FETCH_DEPTH = shipped
+        git_checkout.FETCH_DEPTH = shipped
         counter = iter(range(10_000))
         with Workspace(sandbox.repo_url, "main", auth, temp_parent=Path(folder)) as workspace:
             measure(

@@ -87,7 +87,11 @@ def remote_heads(sandbox: Sandbox) -> dict[str, str]:
         text=True,
         check=True,
     )
-    return dict(line.split(" ", 1) for line in done.stdout.splitlines())  # type: ignore[misc]
+    heads = {}
+    for line in done.stdout.splitlines():
+        name, sha = line.split(" ", 1)
+        heads[name] = sha
+    return heads
 
 
 def secret_key_lines(private: bytes) -> list[str]:

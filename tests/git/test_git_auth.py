@@ -31,17 +31,22 @@ def config_entries(env: dict[str, str]) -> dict[str, str]:
     return {env[f"GIT_CONFIG_KEY_{i}"]: env[f"GIT_CONFIG_VALUE_{i}"] for i in range(int(env["GIT_CONFIG_COUNT"]))}
 
 
-def test_token_goes_into_a_header_scoped_to_the_origin(tmp_path: Path) -> None:
+def test_token_goes_into_a_header_scoped_to_the_repository(tmp_path: Path) -> None:
     token = AzureDevOpsToken(PAT)
+    scope = "http.https://dev.azure.com/contoso/Fleet%20Ops/_git/fleet-infra.extraHeader"
     with git_environment(URL, TokenAuth(token), temp_parent=tmp_path) as env:
         entries = config_entries(env)
-        assert entries["http.https://dev.azure.com/.extraHeader"] == (
-            "Authorization: Basic " + base64.b64encode(f":{PAT}".encode()).decode()
-        )
+        assert entries[scope] == "Authorization: Basic " + base64.b64encode(f":{PAT}".encode()).decode()
+        assert [key for key in entries if key.lower().endswith(".extraheader")] == [scope]
         assert entries["credential.helper"] == ""
         holders = [name for name, value in env.items() if any(form in value for form in token.secret_forms())]
-        header_key = next(name for name, value in env.items() if value == "http.https://dev.azure.com/.extraHeader")
+        header_key = next(name for name, value in env.items() if value == scope)
         assert holders == [header_key.replace("KEY", "VALUE")]
+        # No redirects (the header would follow them), only the network transports, stalls dropped.
+        assert entries["http.followRedirects"] == "false"
+        assert entries["protocol.allow"] == "never"
+        assert [entries[f"protocol.{name}.allow"] for name in ("https", "http", "ssh")] == ["always"] * 3
+        assert (entries["http.lowSpeedLimit"], entries["http.lowSpeedTime"]) == ("1000", "60")
         assert env["GIT_TERMINAL_PROMPT"] == "0" and env["GIT_CONFIG_NOSYSTEM"] == "1"
         assert Path(env["GIT_ASKPASS"]).name == "true"
         home = Path(env["HOME"])
@@ -53,8 +58,11 @@ def test_token_goes_into_a_header_scoped_to_the_origin(tmp_path: Path) -> None:
 
 def test_bearer_token_and_user_info_in_the_url(tmp_path: Path) -> None:
     token = AzureDevOpsToken("eyJ.job.token", "bearer", "job-token")
-    with git_environment("https://contoso@dev.azure.com/contoso/p/_git/r", TokenAuth(token)) as env:
-        assert config_entries(env)["http.https://dev.azure.com/.extraHeader"] == "Authorization: Bearer eyJ.job.token"
+    with git_environment("https://contoso@dev.azure.com/contoso/p/_git/r/", TokenAuth(token)) as env:
+        entries = config_entries(env)
+        assert (
+            entries["http.https://dev.azure.com/contoso/p/_git/r.extraHeader"] == "Authorization: Bearer eyJ.job.token"
+        )
 
 
 def test_a_password_in_the_url_is_refused_without_echoing_it(tmp_path: Path) -> None:
@@ -70,6 +78,18 @@ def test_auth_must_match_the_transport() -> None:
     )
     with pytest.raises(UserError, match="not valid"), git_environment("--upload-pack=touch /tmp/x", None):
         pass
+    # Transports other than https and http never get a token; file, git and local paths do not run at all.
+    for url in ("file:///srv/git/fleet.git", "/srv/git/fleet.git", "git://example.org/fleet"):
+        message = refused(url, TokenAuth(AzureDevOpsToken(PAT)))
+        assert "not supported" in message or "not a URL" in message, message
+    # `ext::` reads as an scp-like SSH address (host "ext") and git gets it as ssh://ext/...: never a token.
+    assert "token was given for an SSH URL" in refused("ext::sh -c x", TokenAuth(AzureDevOpsToken(PAT)))
+
+
+def test_tls_verification_cannot_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_SSL_NO_VERIFY", "1")
+    message = refused(URL, TokenAuth(AzureDevOpsToken(PAT)))
+    assert message.startswith("GIT_SSL_NO_VERIFY is set") and "GIT_SSL_CAINFO" in message
 
 
 def test_inherited_variables_are_dropped_except_tls_and_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,6 +105,7 @@ def test_inherited_variables_are_dropped_except_tls_and_proxy(monkeypatch: pytes
         "SSH_ASKPASS": "/usr/bin/ssh-askpass",
     }
     kept = {"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "localhost", "GIT_SSL_CAINFO": "/etc/corp-ca.pem"}
+    monkeypatch.delenv("GIT_SSL_NO_VERIFY", raising=False)
     for name, value in {**hostile, **kept}.items():
         monkeypatch.setenv(name, value)
     with git_context(URL, TokenAuth(AzureDevOpsToken(PAT))) as context:
@@ -117,7 +138,10 @@ def test_ssh_key_copy_known_hosts_and_command(tmp_path: Path) -> None:
         assert stat.S_IMODE((directory / "identity").stat().st_mode) == 0o600
         command = env["GIT_SSH_COMMAND"]
         assert "-o HostKeyAlgorithms=rsa-sha2-512 " in command
-        assert "-o PubkeyAcceptedAlgorithms=rsa-sha2-512,rsa-sha2-256" in command
+        # An RSA key signs with what --ssh-hostkey-algos names (one flag for both, as the issue says).
+        assert "-o PubkeyAcceptedAlgorithms=rsa-sha2-512 " in command
+        assert "-o ConnectTimeout=30 " in command
+        assert "-o ServerAliveInterval=15 -o ServerAliveCountMax=3 " in command
         assert "BatchMode=yes" in command and env["GIT_SSH_VARIANT"] == "ssh"
         # The shell git uses sees the key path as one word.
         words = subprocess.run(
@@ -125,6 +149,21 @@ def test_ssh_key_copy_known_hosts_and_command(tmp_path: Path) -> None:
         ).stdout.splitlines()
         assert f'IdentityFile="{directory / "identity"}"' in words
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ssh_timeout_and_signature_algorithms_follow_the_parameters(tmp_path: Path) -> None:
+    private, _ = rsa_key()
+    url = "ssh://git@ssh.example.org:2222/team/repo.git"
+    known = "[ssh.example.org]:2222 ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC7\n"
+    with git_environment(url, SshAuth(private, None, known, ("ssh-ed25519",)), timeout=4.5) as env:
+        command = env["GIT_SSH_COMMAND"]
+        # No RSA algorithm named: the RSA key still signs with SHA-2 (never SHA-1 by default).
+        assert "-o HostKeyAlgorithms=ssh-ed25519 " in command
+        assert "-o PubkeyAcceptedAlgorithms=rsa-sha2-512,rsa-sha2-256 " in command
+        assert "-o ConnectTimeout=5 " in command
+    with git_environment(url, SshAuth(private, None, known, ("rsa-sha2-256", "ssh-rsa")), timeout=600) as env:
+        assert "-o PubkeyAcceptedAlgorithms=rsa-sha2-256,ssh-rsa " in env["GIT_SSH_COMMAND"]
+        assert "-o ConnectTimeout=30 " in env["GIT_SSH_COMMAND"]
 
 
 def test_ssh_other_key_types_keep_default_signature_algorithms(tmp_path: Path) -> None:

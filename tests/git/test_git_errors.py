@@ -85,6 +85,38 @@ def mapped(stderr: str, **extra: object) -> GitError:
         ("fatal: couldn't find remote ref refs/heads/flux", BranchNotFound, "branch 'flux' does not exist"),
         ("warning: Remote branch flux not found in upstream origin", BranchNotFound, "branch 'flux' does not exist"),
         ("fatal: unable to access 'x': Could not resolve host: dev.azure.com", GitError, "cannot reach the server"),
+        (
+            "fatal: unable to access 'x': The requested URL returned error: 302",
+            GitError,
+            "the server redirects to another address (HTTP 302), and git does not follow redirects here so that the "
+            "credentials never reach another host: use the URL it redirects to as --url",
+        ),
+        (
+            "Unable to negotiate with 10.0.0.5 port 22: no matching key exchange method found. Their offer: "
+            "diffie-hellman-group1-sha1",
+            GitError,
+            "have no key exchange method in common (the server offers diffie-hellman-group1-sha1)",
+        ),
+        (
+            "Unable to negotiate with 10.0.0.5 port 22: no matching cipher found. Their offer: 3des-cbc",
+            GitError,
+            "have no cipher in common (the server offers 3des-cbc)",
+        ),
+        (
+            "error: RPC failed; curl 56 Recv failure: Connection reset by peer\nfatal: expected flush after ref listing",
+            GitError,
+            "the connection broke or the server failed",
+        ),
+        (
+            "error: RPC failed; HTTP 503 curl 22 The requested URL returned error: 503",
+            GitError,
+            "the connection broke or the server failed",
+        ),
+        (
+            "error: RPC failed; HTTP 413 curl 22 The requested URL returned error: 413",
+            GitError,
+            "failed: error: RPC failed; HTTP 413",
+        ),
     ],
 )
 def test_mapping(stderr: str, kind: type[GitError], phrase: str) -> None:
@@ -94,6 +126,43 @@ def test_mapping(stderr: str, kind: type[GitError], phrase: str) -> None:
     assert "\n" not in error.message
     if kind is not BranchNotFound:
         assert error.message.startswith(f"git push to branch 'main' of {URL} ")
+
+
+def test_only_a_broken_connection_or_a_failing_server_is_transient() -> None:
+    assert mapped("error: RPC failed; curl 52 Empty reply from server").transient
+    assert mapped("fatal: the remote end hung up unexpectedly").transient
+    assert mapped("error: RPC failed; HTTP 429 curl 22 The requested URL returned error: 429").transient
+    for answer in (
+        "error: RPC failed; HTTP 413 curl 22 The requested URL returned error: 413",
+        "error: RPC failed; HTTP 401 curl 22 The requested URL returned error: 401",
+        "fatal: unable to access 'x': The requested URL returned error: 302",
+        "fatal: unable to access 'x': Failed to connect to 127.0.0.1 port 9: Connection refused",
+        "Unable to negotiate with 10.0.0.5 port 22: no matching cipher found. Their offer: 3des-cbc",
+    ):
+        assert not mapped(answer).transient, answer
+
+
+def test_authentication_failures_say_why() -> None:
+    reasons = {
+        "fatal: Authentication failed for 'x'": "invalid",
+        "remote: Access Denied: The Personal Access Token used has expired.\nfatal: Authentication failed": "expired",
+        "remote: TF400813: The user 'u' is not authorized to access this resource.\nfatal: Authentication failed": (
+            "not-authorized"
+        ),
+    }
+    for stderr, reason in reasons.items():
+        error = mapped(stderr)
+        assert isinstance(error, GitAuthenticationFailed) and error.reason == reason
+    missing = mapped("fatal: Authentication failed for 'x'", has_credentials=False)
+    assert isinstance(missing, GitAuthenticationFailed) and missing.reason == "missing"
+    assert "none were given" in missing.message and "--password" in missing.message
+
+
+def test_a_refused_key_names_the_organisation_s_keys_page_when_known() -> None:
+    page = "https://dev.azure.com/contoso/_usersSettings/keys"
+    error = mapped("git@ssh.dev.azure.com: Permission denied (publickey).", keys_page=page)
+    assert isinstance(error, KeyRejected)
+    assert f"User settings > SSH public keys ({page})" in error.message
 
 
 def test_permission_error_keeps_permission_and_identity() -> None:

@@ -126,3 +126,25 @@ def test_hashed_known_hosts_entries_match(tmp_path: Path) -> None:
     assert known.read_text().startswith("|1|")
     lines = known_hosts_for(parse_repository_url("ssh://git@git.example.org:2222/team/fleet.git"), known)
     assert lines.count("\n") == 1 and lines.startswith("|1|") and lines.endswith("AAAAB3NzaC1yc2EAAAADAQABAAABAQC7\n")
+
+
+def test_known_hosts_patterns_as_openssh_reads_them(tmp_path: Path) -> None:
+    url = parse_repository_url("ssh://git@git.example.org:2222/team/fleet.git")
+    default_port = parse_repository_url("git@git.example.org:team/fleet.git")
+    known = tmp_path / "known_hosts"
+    lines = {
+        "wild": "*.example.org ssh-rsa AAAAwild",
+        "wild-port": "[*.example.org]:2222 ssh-rsa AAAAwildport",
+        "question": "[git.example.or?]:222? ssh-rsa AAAAquestion",
+        "negated": "*.example.org,!git.example.org ssh-rsa AAAAnegated",
+        "negated-port": "[*.example.org]:*,![git.example.org]:2222 ssh-rsa AAAAnegatedport",
+        "list": "other.example,GIT.example.org ssh-ed25519 AAAAlist",
+        "revoked": "@revoked [git.example.org]:2222 ssh-rsa AAAArevoked",
+        "other": "gitXexample.org ssh-rsa AAAAother",
+    }
+    known.write_text("\n".join(lines.values()) + "\n")
+    chosen = known_hosts_for(url, known).splitlines()
+    assert chosen == [lines["wild-port"], lines["question"], lines["revoked"]]
+    chosen = known_hosts_for(default_port, known).splitlines()
+    # `.` is literal (not a regex wildcard), and a negated match drops the line whatever else matches.
+    assert chosen == [lines["wild"], lines["list"]]

@@ -17,7 +17,9 @@ from flux_azdo.git import (
     BranchNotFound,
     BranchPolicyRejected,
     Change,
+    ChangeProducer,
     GitAuthenticationFailed,
+    GitError,
     GitPermissionDenied,
     PushConflict,
     RepositoryNotFound,
@@ -26,10 +28,15 @@ from flux_azdo.git import (
     remote_state,
 )
 from flux_azdo.sandbox.runtime import Sandbox
+from support.azdo_world import GitCli
 
 
 def files(**content: str | None) -> list[Change]:
     return [Change("Add Flux sync manifests", {k.replace("__", "/"): v for k, v in content.items()})]
+
+
+def producing(*changes: Change) -> ChangeProducer:
+    return lambda root: list(changes)
 
 
 def seed(sandbox: Sandbox, tmp: Path, content: dict[str, str | None], branch: str = "main") -> str:
@@ -271,10 +278,20 @@ def test_two_writers_on_an_empty_repository(azdo_sandbox: Sandbox, tmp_path: Pat
 def test_conflicts_beyond_max_attempts_end_in_push_conflict(azdo_sandbox: Sandbox, tmp_path: Path) -> None:
     seed(azdo_sandbox, tmp_path, {"a": "a"})
     auth = pat_auth(azdo_sandbox)
+    with Workspace(azdo_sandbox.repo_url, "main", auth, temp_parent=tmp_path, max_attempts=1, retry_deadline=0) as late:
+        seed(azdo_sandbox, tmp_path, {"b": "b"})
+        with pytest.raises(PushConflict, match="rejected 1 time .*others keep pushing to it.*run the command again"):
+            late.publish(lambda root: files(c="c"))
+
+
+def test_conflicts_are_retried_past_max_attempts_until_the_deadline(azdo_sandbox: Sandbox, tmp_path: Path) -> None:
+    """The budget is time with a floor: one attempt allowed, but the deadline still has room for a second."""
+    seed(azdo_sandbox, tmp_path, {"a": "a"})
+    auth = pat_auth(azdo_sandbox)
     with Workspace(azdo_sandbox.repo_url, "main", auth, temp_parent=tmp_path, max_attempts=1) as late:
         seed(azdo_sandbox, tmp_path, {"b": "b"})
-        with pytest.raises(PushConflict, match="rejected 1 time .*run the command again"):
-            late.publish(lambda root: files(c="c"))
+        result = late.publish(lambda root: files(c="c"))
+    assert result.pushed and result.attempts == 2
 
 
 def test_dropped_push_connection_is_retried_and_lands(azdo_sandbox: Sandbox, tmp_path: Path) -> None:
@@ -290,11 +307,109 @@ def test_dropped_push_connection_is_retried_and_lands(azdo_sandbox: Sandbox, tmp
     assert (fresh_clone(azdo_sandbox, tmp_path) / "b").read_text() == "b"
 
 
+def count_commits(sandbox: Sandbox, tmp: Path, name: str) -> dict[str, int]:
+    """Commit subject -> how many commits on main carry it."""
+    subjects = git_out(fresh_clone(sandbox, tmp, name=name), "log", "--format=%s").splitlines()
+    return {subject: subjects.count(subject) for subject in subjects}
+
+
+def test_a_push_whose_reply_was_lost_is_reported_once_and_not_repeated(azdo_sandbox: Sandbox, tmp_path: Path) -> None:
+    """The server applies the push and drops the connection before git reads the result (on an empty repository,
+    so the push also created the branch)."""
+    produced: list[str] = []
+
+    def produce(root: Path) -> list[Change]:
+        produced.append("once")
+        return [Change("Add Flux sync manifests", {"clusters/dev/sync.yaml": "s\n"})]
+
+    retries: list[str] = []
+    with Workspace(azdo_sandbox.repo_url, "main", pat_auth(azdo_sandbox), temp_parent=tmp_path) as workspace:
+        azdo_sandbox.azdo.faults.drop_after_next_push()
+        result = workspace.publish(produce, on_retry=lambda n, why: retries.append(why))
+        assert workspace.head == result.head
+    assert azdo_sandbox.azdo.faults.dropped_push_replies == 1
+    assert len(retries) == 1 and "the connection failed" in retries[0]
+    assert (result.pushed, result.created_branch, result.attempts, len(produced)) == (True, True, 1, 1)
+    assert [c.sha for c in result.commits] == [result.head] and remote_heads(azdo_sandbox) == {"main": result.head}
+    assert count_commits(azdo_sandbox, tmp_path, "verify") == {"Add Flux sync manifests": 1}
+
+
+def test_a_lost_reply_with_others_pushing_on_top_is_still_ours(azdo_sandbox: Sandbox, tmp_path: Path) -> None:
+    """Before we look again, somebody pushes on top of our landed commit: it is in the history, not the head."""
+    base = seed(azdo_sandbox, tmp_path, {"README.md": "fleet\n"})
+    (tmp_path / "other").mkdir()
+    other = GitCli(tmp_path / "other", azdo_sandbox.pat)
+    clone = tmp_path / "other" / "work"
+
+    def push_on_top(attempt: int, reason: str) -> None:
+        other.run("clone", "--quiet", "--branch", "main", azdo_sandbox.repo_url, str(clone), check=True)
+        (clone / "theirs.txt").write_text("theirs\n")
+        other.run("add", "theirs.txt", cwd=clone, check=True)
+        other.run("commit", "--quiet", "-m", "theirs", cwd=clone, check=True)
+        other.run("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=clone, check=True)
+
+    with Workspace(azdo_sandbox.repo_url, "main", pat_auth(azdo_sandbox), temp_parent=tmp_path) as workspace:
+        azdo_sandbox.azdo.faults.drop_after_next_push()
+        result = workspace.publish(lambda root: files(clusters__ours="ours\n"), on_retry=push_on_top)
+        assert workspace.read("theirs.txt") == "theirs\n"  # the checkout follows the remote
+    theirs = remote_heads(azdo_sandbox)["main"]
+    assert result.pushed and not result.created_branch and result.attempts == 1
+    assert result.head != theirs and [c.sha for c in result.commits] == [result.head]
+    verify = fresh_clone(azdo_sandbox, tmp_path, name="verify")
+    assert git_out(verify, "rev-list", "HEAD").split() == [theirs, result.head, base]
+
+
+def test_a_failing_fetch_between_attempts_is_retried(azdo_sandbox: Sandbox, tmp_path: Path) -> None:
+    """The branch moved, and the fetch of its new head meets a 503 once: fetched again, published on top."""
+    seed(azdo_sandbox, tmp_path, {"a": "a"})
+    with Workspace(azdo_sandbox.repo_url, "main", pat_auth(azdo_sandbox), temp_parent=tmp_path) as workspace:
+        moved = seed(azdo_sandbox, tmp_path, {"b": "b"})
+        azdo_sandbox.azdo.faults.fail_next(1, 503, retry_after=None, path_contains="git-upload-pack", method="POST")
+        result = workspace.publish(lambda root: files(c="c"))
+    assert azdo_sandbox.azdo.faults.served_failures == 1
+    assert result.pushed and result.attempts == 2
+    verify = fresh_clone(azdo_sandbox, tmp_path, name="verify")
+    assert git_out(verify, "rev-parse", "HEAD~1").strip() == moved
+
+
+def test_a_server_that_keeps_failing_ends_the_run_saying_so(azdo_sandbox: Sandbox, tmp_path: Path) -> None:
+    seed(azdo_sandbox, tmp_path, {"a": "a"})
+    retries: list[int] = []
+    with Workspace(azdo_sandbox.repo_url, "main", pat_auth(azdo_sandbox), temp_parent=tmp_path) as workspace:
+        azdo_sandbox.azdo.faults.fail_next(50, 503, retry_after=None, path_contains="git-receive-pack")
+        with pytest.raises(GitError) as caught:
+            workspace.publish(lambda root: files(c="c"), on_retry=lambda n, why: retries.append(n))
+    azdo_sandbox.azdo.faults.reset()
+    assert type(caught.value) is GitError and caught.value.transient
+    assert retries == [2, 3, 4, 5]  # five failures in a row, then the server is deemed down
+    assert "failed 5 times, and the server failed 5 times in a row" in caught.value.message
+    assert "check the server's status" in caught.value.message
+
+
+def test_a_branch_the_server_cannot_update_is_not_called_a_conflict(azdo_sandbox: Sandbox, tmp_path: Path) -> None:
+    """A lock file left in the server's repository: every push is rejected as a conflict (TF401028), yet the branch
+    never moves. That ends after five tries as a server fault, not after the whole retry deadline."""
+    head = seed(azdo_sandbox, tmp_path, {"a": "a"})
+    (azdo_sandbox.repository.git_dir / "refs" / "heads" / "main.lock").write_text("")
+    retries: list[str] = []
+    with (
+        Workspace(azdo_sandbox.repo_url, "main", pat_auth(azdo_sandbox), temp_parent=tmp_path) as workspace,
+        pytest.raises(GitError) as caught,
+    ):
+        workspace.publish(lambda root: files(b="b"), on_retry=lambda n, why: retries.append(why))
+    assert type(caught.value) is GitError and len(retries) == 5
+    assert all("the branch moved" in why and "TF401028" in why for why in retries)
+    message = caught.value.message
+    assert "failed 5 times: the server rejected the update as a conflict, but the branch did not move" in message
+    assert "a fault on the server, not a conflict" in message
+    assert remote_heads(azdo_sandbox) == {"main": head}
+
+
 def test_paths_outside_the_checkout_are_refused(azdo_sandbox: Sandbox, tmp_path: Path) -> None:
     with Workspace(azdo_sandbox.repo_url, "main", pat_auth(azdo_sandbox), temp_parent=tmp_path) as workspace:
         for bad in ("../escape", "/etc/passwd", ".git/config", "a/../../b", "sub/.GIT/hooks/x", ""):
             with pytest.raises(UserError):
-                workspace.publish(lambda root, bad=bad: [Change("bad", {bad: "x"})])
+                workspace.publish(producing(Change("bad", {bad: "x"})))
         (workspace.root / "link").symlink_to(tmp_path)
         with pytest.raises(UserError, match="symbolic link"):
             workspace.publish(lambda root: [Change("bad", {"link/x": "x"})])
@@ -351,19 +466,29 @@ def test_proxy_variables_still_reach_git(
     monkeypatch.delenv("NO_PROXY", raising=False)
     with pytest.raises(UserError) as caught:
         remote_state(azdo_sandbox.repo_url, pat_auth(azdo_sandbox), timeout=20)
-    assert "127.0.0.1 port 9" in str(caught.value) or "proxy" in str(caught.value).lower()
+    assert "cannot reach the server" in caught.value.message
+    assert "Failed to connect to 127.0.0.1 port 9 " in caught.value.message  # the proxy, not the sandbox
     assert os.environ["http_proxy"] == "http://127.0.0.1:9"
 
 
-def test_token_for_another_origin_is_not_sent(azdo_sandbox: Sandbox, tmp_path: Path) -> None:
-    """The header is scoped to the repository's origin: the same server under another name gets no credentials."""
-    other = azdo_sandbox.repo_url.replace("127.0.0.1", "localhost")
+def test_token_goes_to_this_repository_only(azdo_sandbox: Sandbox, tmp_path: Path) -> None:
+    """The header is scoped to the repository's URL: the same server under another name, and another repository
+    on the same server (one the token could read), get no credentials."""
+    sibling = azdo_sandbox.world.create_repository(azdo_sandbox.project, "fleet-infra-2")
+    assert sibling.name == "fleet-infra-2"
+    another_host = azdo_sandbox.repo_url.replace("127.0.0.1", "localhost")
+    another_repository = azdo_sandbox.repo_url + "-2"
     with git_environment(azdo_sandbox.repo_url, pat_auth(azdo_sandbox)) as env:
         keys = [env[f"GIT_CONFIG_KEY_{i}"] for i in range(int(env["GIT_CONFIG_COUNT"]))]
-        same = subprocess.run(["git", "ls-remote", azdo_sandbox.repo_url], env=env, capture_output=True, text=True)
-        elsewhere = subprocess.run(["git", "ls-remote", other], env=env, capture_output=True, text=True)
-    origin = azdo_sandbox.repo_url.split("/sandbox-org")[0]
-    assert f"http.{origin}/.extraHeader" in keys
+
+        def ls_remote(url: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(["git", "ls-remote", url], env=env, capture_output=True, text=True)
+
+        same, host, repository = (ls_remote(u) for u in (azdo_sandbox.repo_url, another_host, another_repository))
+    assert f"http.{azdo_sandbox.repo_url}.extraHeader" in keys
     assert not any(key.lower() == "http.extraheader" for key in keys)
     assert same.returncode == 0, same.stderr
-    assert elsewhere.returncode == 128 and "Authentication failed" in elsewhere.stderr
+    assert host.returncode == 128 and "Authentication failed" in host.stderr
+    assert repository.returncode == 128 and "Authentication failed" in repository.stderr
+    # The control: with the header, the sibling repository is readable.
+    assert GitCli(tmp_path, azdo_sandbox.pat).run("ls-remote", another_repository).returncode == 0

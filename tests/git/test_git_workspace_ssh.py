@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from git_checks import ed25519_key, fresh_clone, remote_heads, rsa_key, sandbox_ssh_auth
+from git_checks import ed25519_key, fresh_clone, git_out, remote_heads, rsa_key, sandbox_ssh_auth
 
 from flux_azdo.azdo.urls import parse_repository_url
 from flux_azdo.errors import UserError
@@ -32,9 +32,8 @@ def connections(sandbox: Sandbox) -> int:
 
 
 def register(sandbox: Sandbox, public_line: str) -> None:
-    assert sandbox.ssh is not None
+    """Like the service's SSH keys page: the key counts from the next connection on."""
     sandbox.world.add_ssh_key(sandbox.user, public_line)
-    sandbox.ssh.refresh_keys()
 
 
 def publish_one(sandbox: Sandbox, auth: SshAuth, tmp: Path, name: str) -> str:
@@ -141,12 +140,34 @@ def test_known_hosts_file_for_the_sandbox_host(ssh_sandbox: Sandbox, tmp_path: P
 
 def test_paths_with_spaces_and_quotes_are_quoted_for_the_shell(ssh_sandbox: Sandbox, tmp_path: Path) -> None:
     """git runs GIT_SSH_COMMAND through sh, and ssh splits and %-expands option values: both must see one path."""
-    parent = tmp_path / "it's a folder; with spaces & 100%d `touch pwned`"
+    pwned = tmp_path / "pwned"
+    # The folder's name holds `touch <absolute path>`: were it ever run by a shell, `pwned` would appear.
+    parent = tmp_path / f"it's a folder; with spaces & 100%d `touch {pwned}` $(touch {pwned})"
     head = publish_one(ssh_sandbox, sandbox_ssh_auth(ssh_sandbox), parent, "quoted")
     assert remote_heads(ssh_sandbox)["main"] == head
-    assert not (Path.cwd() / "pwned").exists() and not list(parent.iterdir())
+    assert not pwned.exists() and not list(parent.iterdir())
     with pytest.raises(UserError, match="TMPDIR"):
         publish_one(ssh_sandbox, sandbox_ssh_auth(ssh_sandbox), tmp_path / "${HOME}", "refused")
+
+
+def test_a_push_whose_reply_was_lost_over_ssh_is_reported_once(ssh_sandbox: Sandbox, tmp_path: Path) -> None:
+    """sshd's side applies the push, then hangs up before git reads the result."""
+    assert ssh_sandbox.ssh_url is not None
+    produced: list[int] = []
+
+    def produce(root: Path) -> list[Change]:
+        produced.append(1)
+        return [Change("Add Flux sync manifests", {"clusters/dev/sync.yaml": "s\n"})]
+
+    retries: list[str] = []
+    with Workspace(ssh_sandbox.ssh_url, "main", sandbox_ssh_auth(ssh_sandbox), temp_parent=tmp_path) as workspace:
+        ssh_sandbox.azdo.faults.drop_after_next_push()
+        result = workspace.publish(produce, on_retry=lambda n, why: retries.append(why))
+    assert ssh_sandbox.azdo.faults.dropped_push_replies == 1
+    assert len(retries) == 1 and "the connection failed" in retries[0]
+    assert (result.pushed, result.created_branch, result.attempts, len(produced)) == (True, True, 1, 1)
+    assert remote_heads(ssh_sandbox) == {"main": result.head} and [c.sha for c in result.commits] == [result.head]
+    assert git_out(fresh_clone(ssh_sandbox, tmp_path), "rev-list", "--count", "HEAD").strip() == "1"
 
 
 def test_ssh_environment_files_are_private_and_removed(ssh_sandbox: Sandbox, tmp_path: Path) -> None:

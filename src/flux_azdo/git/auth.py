@@ -1,11 +1,15 @@
 """Credentials for git, handed over through the environment of one git process tree, never anywhere that stays.
 
-HTTPS: the token goes in as a pre-emptive `Authorization` header, `http.<origin>/.extraHeader`, set through
-`GIT_CONFIG_COUNT/KEY_n/VALUE_n`. That is the mechanism Azure Pipelines itself uses, it is the only one that
-carries a bearer token (the job token, an Entra token; an askpass program can only answer user name and password
-prompts), and it saves the 401 round trip. The key is scoped to the repository's origin, so the header is never
-sent to another host. `GIT_ASKPASS` is a no-op program: after a 401 git would otherwise fall back to prompting
-and fail with a misleading "could not read Username"; with the no-op it says "Authentication failed".
+HTTPS: the token goes in as a pre-emptive `Authorization` header, `http.<repository URL>.extraHeader`, set
+through `GIT_CONFIG_COUNT/KEY_n/VALUE_n`. That is the mechanism Azure Pipelines itself uses, it is the only one
+that carries a bearer token (the job token, an Entra token; an askpass program can only answer user name and
+password prompts), and it saves the 401 round trip. git matches the key's URL against each request's URL by
+scheme, host, port and path prefix, so the header goes to this repository only: not to another repository, path
+or host. Redirects are not followed (`http.followRedirects=false`): git would send later requests to the
+redirected URL and still add the header it matched against the original one, handing the token to another
+host; a redirect becomes an error that names the fix (use the URL it redirects to). `GIT_ASKPASS` is a no-op
+program: after a 401 git would otherwise fall back to prompting and fail with a misleading "could not read
+Username"; with the no-op it says "Authentication failed".
 
 SSH: `GIT_SSH_COMMAND` runs OpenSSH with no config file, no agent, only the given key (a 0600 copy), a pinned
 known_hosts and strict host key checking. A passphrase reaches ssh through `SSH_ASKPASS` (a script that prints an
@@ -14,15 +18,23 @@ switched off so that the passphrase can never be sent to a server as a password.
 
 Either way the environment is hermetic: no system or global git config (`~/.gitconfig` could add a credential
 helper or an `url.insteadOf` that sends the token elsewhere), HOME and XDG_CONFIG_HOME inside the private folder,
-no inherited GIT_* variables except TLS and proxy settings, no prompts. Proxies still work through the standard
-variables (`HTTPS_PROXY`, `https_proxy`, `NO_PROXY`), which curl reads; an `http.proxy` in ~/.gitconfig does not
-apply, so users behind a proxy set the variable. Everything written (key copy, known_hosts, askpass script) lives
-in a private 0700 temporary folder that is removed when the context ends, also on error.
+no inherited GIT_* variables except TLS and proxy settings (and never GIT_SSL_NO_VERIFY, which is refused), only
+the https, http and ssh transports (`protocol.allow=never` otherwise), no prompts. A connection that stalls is
+dropped by git (`http.lowSpeedLimit`/`lowSpeedTime`) or ssh (`ServerAlive*`, `ConnectTimeout`) as well as by the
+per-call timeout (`_run`). Proxies still work through the standard variables (`HTTPS_PROXY`, `https_proxy`,
+`NO_PROXY`), which curl reads; an `http.proxy` in ~/.gitconfig does not apply, so users behind a proxy set the
+variable.
+
+Everything written (key copy, known_hosts, askpass script) lives in a private 0700 temporary folder that is
+removed when the context ends: on return, on any exception, on KeyboardInterrupt and on SystemExit. SIGTERM and
+SIGHUP end a Python process without running `finally` blocks; the library relies on the program that uses it to
+turn them into SystemExit (the flux-azdo CLI installs such handlers), and provides nothing else for it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shlex
 import shutil
@@ -33,35 +45,19 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from flux_azdo.azdo.credentials import AzureDevOpsToken
+from flux_azdo.azdo.pages import ssh_keys_page
+from flux_azdo.azdo.urls import RepositoryUrl, parse_repository_url
 from flux_azdo.errors import UserError
-from flux_azdo.git.errors import GitError, classify
-from flux_azdo.git.ssh import is_azure_devops_ssh_url, key_info, load_private_key, require_rsa, ssh_host
+from flux_azdo.git._run import PASSPHRASE_VARIABLE, GitContext, dropped
+from flux_azdo.git.ssh import key_info, load_private_key, require_rsa
 
 #: Azure DevOps offers its host key with these, and accepts RSA user keys signed with them (SHA-2, never SHA-1).
 RSA_SHA2 = ("rsa-sha2-512", "rsa-sha2-256")
-#: The variable the askpass script reads the key's passphrase from.
-PASSPHRASE_VARIABLE = "FLUX_AZDO_SSH_PASSPHRASE"
-#: Inherited GIT_* variables that only choose TLS trust, proxy authentication or timeouts: kept.
-KEPT_GIT_VARIABLES = frozenset(
-    {
-        "GIT_SSL_CAINFO",
-        "GIT_SSL_CAPATH",
-        "GIT_SSL_CERT",
-        "GIT_SSL_KEY",
-        "GIT_SSL_NO_VERIFY",
-        "GIT_SSL_VERSION",
-        "GIT_SSL_CIPHER_LIST",
-        "GIT_HTTP_PROXY_AUTHMETHOD",
-        "GIT_HTTP_LOW_SPEED_LIMIT",
-        "GIT_HTTP_LOW_SPEED_TIME",
-        "GIT_EXEC_PATH",
-    }
-)
-#: Inherited variables that point git at a repository (set inside a git hook, say): an empty value would not
-#: unset them, so GitPython callers get a path that does not exist (commands on a repository set their own).
-REPOSITORY_VARIABLES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR")
-#: Other inherited variables that would change who authenticates or how.
-DROPPED_VARIABLES = frozenset({"SSH_ASKPASS", "SSH_ASKPASS_REQUIRE", "SSH_AUTH_SOCK", PASSPHRASE_VARIABLE})
+#: How long ssh waits for the TCP connection and the server's greeting when the caller names no timeout.
+DEFAULT_CONNECT_TIMEOUT = 30
+#: A transfer slower than this many bytes per second for `LOW_SPEED_SECONDS` is dropped by git.
+LOW_SPEED_BYTES = 1000
+LOW_SPEED_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -80,60 +76,77 @@ class SshAuth:
 GitAuth = TokenAuth | SshAuth | None
 
 
-@dataclass(frozen=True)
-class GitContext:
-    """One authenticated git environment: what to run git with, and what must never show up in a message."""
-
-    env: dict[str, str] = field(repr=False)
-    directory: Path  # the private 0700 folder (removed when the context ends)
-    url: str  # the repository URL, safe to print
-    secrets: tuple[str, ...] = field(repr=False, default=())
-
-    def overrides(self) -> dict[str, str]:
-        """`env` for GitPython, which merges what it is given over `os.environ`: the variables this context drops
-        are overridden, with empty values (which git and ssh treat as unset) or, for the variables that name a
-        repository, with a path that does not exist."""
-        nowhere = str(self.directory / "no-repository")
-        blanks = {
-            name: nowhere if name in REPOSITORY_VARIABLES else ""
-            for name in os.environ
-            if _dropped(name) and name not in self.env
-        }
-        return {**blanks, **self.env}
-
-    def error(self, stderr: str, operation: str, branch: str | None = None) -> GitError:
-        """The GitError for a failed command, with secrets and private paths scrubbed."""
-        paths = (str(self.directory), os.path.realpath(self.directory))
-        return classify(stderr, operation=operation, url=self.url, branch=branch, secrets=self.secrets, paths=paths)
-
-
 @contextlib.contextmanager
-def git_environment(url: str, auth: GitAuth, *, temp_parent: Path | None = None) -> Iterator[dict[str, str]]:
+def git_environment(
+    url: str, auth: GitAuth, *, temp_parent: Path | None = None, timeout: float | None = None
+) -> Iterator[dict[str, str]]:
     """The full environment to run git with for `url`: pass it as the whole `env` of a subprocess (it is
-    os.environ without the dropped variables, plus ours), not merged over os.environ."""
-    with git_context(url, auth, temp_parent=temp_parent) as context:
+    os.environ without the dropped variables, plus ours), not merged over os.environ. `timeout` (seconds per
+    git call) sets ssh's ConnectTimeout."""
+    with git_context(url, auth, temp_parent=temp_parent, timeout=timeout) as context:
         yield dict(context.env)
 
 
 @contextlib.contextmanager
-def git_context(url: str, auth: GitAuth, *, temp_parent: Path | None = None) -> Iterator[GitContext]:
-    """Like `git_environment`, with the private folder and the secrets to scrub from messages."""
-    transport = _transport(url)
-    _check_auth_matches(url, transport, auth)
+def git_context(
+    url: str, auth: GitAuth, *, temp_parent: Path | None = None, timeout: float | None = None
+) -> Iterator[GitContext]:
+    """Like `git_environment`, with the private folder, the URL git is given and the secrets to scrub."""
+    repository = _check_url(url, auth)
     if temp_parent is not None:
         Path(temp_parent).mkdir(parents=True, exist_ok=True)
     directory = Path(tempfile.mkdtemp(prefix="flux-azdo-git-", dir=temp_parent))  # 0700
     try:
-        env, secrets = _environment(url, auth, directory)
-        yield GitContext(env, directory, _shown(url), secrets)
+        env, secrets = _environment(repository, auth, directory, timeout)
+        keys_page = ssh_keys_page(repository.collection_url) if repository.collection_url else None
+        yield GitContext(
+            env,
+            directory,
+            repository.original,
+            repository.git_url,
+            secrets,
+            has_credentials=auth is not None,
+            keys_page=keys_page,
+        )
     finally:
         _remove(directory)
 
 
-def _environment(url: str, auth: GitAuth, directory: Path) -> tuple[dict[str, str], tuple[str, ...]]:
+def _check_url(url: str, auth: GitAuth) -> RepositoryUrl:
+    """The parsed URL, once it is one git may be given with this kind of credential; UserError otherwise.
+
+    http:// is accepted here: refusing it without --allow-insecure-http is the caller's decision (the CLI's),
+    and the sandbox serves http.
+    """
+    if not url or url.startswith("-") or any(ord(c) < 0x20 for c in url):
+        raise UserError("the repository URL is not valid: use https://... or ssh://... (see --url)")
+    if "://" in url and urlsplit(url).password is not None:
+        raise UserError(
+            "the repository URL contains a password: remove it from the URL and pass the token with "
+            "--password, --password-stdin or GIT_PASSWORD"
+        )
+    repository = parse_repository_url(url, allow_insecure_http=True)
+    web = repository.transport in ("https", "http")
+    if isinstance(auth, SshAuth) and web:
+        raise UserError("an SSH key was given for an https URL: use the ssh:// URL, or a token instead of the key")
+    if isinstance(auth, TokenAuth) and not web:
+        raise UserError("a token was given for an SSH URL: use the https URL, or pass --private-key-file")
+    if isinstance(auth, SshAuth) and auth.passphrase is not None and "\n" in auth.passphrase:
+        raise UserError("the SSH key passphrase must be a single line")
+    if repository.transport == "https" and os.environ.get("GIT_SSL_NO_VERIFY"):
+        raise UserError(
+            "GIT_SSL_NO_VERIFY is set: credentials are never sent to a server whose certificate is not verified. "
+            "Unset it, and give the server's CA certificate with GIT_SSL_CAINFO if it is not publicly trusted"
+        )
+    return repository
+
+
+def _environment(
+    repository: RepositoryUrl, auth: GitAuth, directory: Path, timeout: float | None
+) -> tuple[dict[str, str], tuple[str, ...]]:
     home = directory / "home"
     home.mkdir(mode=0o700)
-    env = {name: value for name, value in os.environ.items() if not _dropped(name)}
+    env = {name: value for name, value in os.environ.items() if not dropped(name)}
     env.update(
         {
             "HOME": str(home),
@@ -154,15 +167,22 @@ def _environment(url: str, auth: GitAuth, directory: Path) -> tuple[dict[str, st
         ("maintenance.auto", "false"),
         ("advice.detachedHead", "false"),
         ("protocol.version", "2"),
+        ("protocol.allow", "never"),  # file://, ext::, git:// and the rest: never, whatever a URL says
+        ("protocol.https.allow", "always"),
+        ("protocol.http.allow", "always"),
+        ("protocol.ssh.allow", "always"),
+        ("http.followRedirects", "false"),  # see the module docstring: the header would follow a redirect
+        ("http.lowSpeedLimit", str(LOW_SPEED_BYTES)),
+        ("http.lowSpeedTime", str(LOW_SPEED_SECONDS)),
         ("transfer.credentialsInUrl", "die"),  # git >= 2.41 refuses a password in a URL
     ]
     secrets: list[str] = []
     if isinstance(auth, TokenAuth):
         header = auth.token.authorization_header()
-        config.append((f"http.{_origin(url)}.extraHeader", f"Authorization: {header}"))
+        config.append((f"http.{header_scope(repository)}.extraHeader", f"Authorization: {header}"))
         secrets += [header, *auth.token.secret_forms()]
     elif isinstance(auth, SshAuth):
-        env.update(_ssh_environment(url, auth, directory))
+        env.update(_ssh_environment(repository, auth, directory, timeout))
         secrets += _key_lines(auth.private_key)
         if auth.passphrase:
             secrets.append(auth.passphrase)
@@ -173,22 +193,33 @@ def _environment(url: str, auth: GitAuth, directory: Path) -> tuple[dict[str, st
     return env, tuple(secrets)
 
 
-def _ssh_environment(url: str, auth: SshAuth, directory: Path) -> dict[str, str]:
+def header_scope(repository: RepositoryUrl) -> str:
+    """The URL the Authorization header is configured for: the repository's own URL as git is given it, without
+    user info or a trailing '/'. git sends the header with a request when this is a prefix of the request's
+    path (whole segments), on the same scheme, host and port."""
+    return repository.git_url.rstrip("/")
+
+
+def _ssh_environment(
+    repository: RepositoryUrl, auth: SshAuth, directory: Path, timeout: float | None
+) -> dict[str, str]:
     key, encrypted = load_private_key(auth.private_key, auth.passphrase)
-    host = ssh_host(url)[0] or "the SSH server"
-    if is_azure_devops_ssh_url(url):
-        require_rsa(key_info(key), host)
+    info = key_info(key)
+    host = repository.host
+    if repository.is_azure_devops:
+        require_rsa(info, host)
     if not auth.known_hosts.strip():
         raise UserError(
             f"no trusted host key for {host}: pass --ssh-known-hosts FILE with its key, verified with the server's "
             "administrator (do not trust a scan)"
         )
-    algorithms = ",".join(a.strip() for a in auth.hostkey_algos if a.strip())
+    algorithms = [a.strip() for a in auth.hostkey_algos if a.strip()]
     if not algorithms:
         raise UserError("--ssh-hostkey-algos is empty: name at least one algorithm, e.g. rsa-sha2-512,rsa-sha2-256")
     ssh = shutil.which("ssh")
     if ssh is None:
         raise UserError("the OpenSSH client (ssh) is not installed: install it (Debian: openssh-client)")
+    connect_timeout = DEFAULT_CONNECT_TIMEOUT if timeout is None else max(1, min(30, math.ceil(timeout)))
     key_file = _write_private(directory / "identity", auth.private_key, 0o600)
     known_hosts = _write_private(directory / "known_hosts", auth.known_hosts.encode("utf-8"), 0o600)
     argv = [
@@ -210,7 +241,7 @@ def _ssh_environment(url: str, auth: SshAuth, directory: Path) -> dict[str, str]
         "-o",
         "UpdateHostKeys=no",
         "-o",
-        f"HostKeyAlgorithms={algorithms}",
+        f"HostKeyAlgorithms={','.join(algorithms)}",
         "-o",
         "PreferredAuthentications=publickey",
         "-o",
@@ -218,11 +249,14 @@ def _ssh_environment(url: str, auth: SshAuth, directory: Path) -> dict[str, str]
         "-o",
         "KbdInteractiveAuthentication=no",
         "-o",
-        "ConnectTimeout=30",
+        f"ConnectTimeout={connect_timeout}",
+        "-o",
+        "ServerAliveInterval=15",
+        "-o",
+        "ServerAliveCountMax=3",
     ]
-    if key_info(key).algorithm == "rsa":
-        # RSA keys sign with SHA-2 only, as Azure DevOps requires; other key types keep OpenSSH's defaults.
-        argv += ["-o", f"PubkeyAcceptedAlgorithms={','.join(RSA_SHA2)}"]
+    if info.algorithm == "rsa":
+        argv += ["-o", f"PubkeyAcceptedAlgorithms={','.join(rsa_signature_algorithms(algorithms))}"]
     env = {"GIT_SSH_VARIANT": "ssh"}
     if encrypted and auth.passphrase:
         script = _write_private(
@@ -239,6 +273,14 @@ def _ssh_environment(url: str, auth: SshAuth, directory: Path) -> dict[str, str]
     return env
 
 
+def rsa_signature_algorithms(hostkey_algos: list[str]) -> list[str]:
+    """The signature algorithms an RSA user key may use: the RSA ones of --ssh-hostkey-algos (the issue's rule:
+    one flag for both), or SHA-2 only when it names none (an ed25519 host key with an RSA user key). Other key
+    types keep OpenSSH's defaults: Azure DevOps refuses them before this point, other servers may take them."""
+    rsa = [a for a in hostkey_algos if a.startswith(("rsa-sha2-", "ssh-rsa"))]
+    return rsa or list(RSA_SHA2)
+
+
 def _ssh_config_path(path: Path) -> str:
     """A path as an ssh option value: ssh splits option values on spaces unless double-quoted, and expands `%x`
     and `${VAR}` in file names, so `%` is doubled and what cannot be quoted is refused (name another folder)."""
@@ -249,56 +291,6 @@ def _ssh_config_path(path: Path) -> str:
             "('\"', '\\', '${'): point TMPDIR at a plain folder"
         )
     return '"' + text.replace("%", "%%") + '"'
-
-
-def _dropped(name: str) -> bool:
-    return (name.startswith("GIT_") and name not in KEPT_GIT_VARIABLES) or name in DROPPED_VARIABLES
-
-
-def _transport(url: str) -> str:
-    lowered = url.lower()
-    if lowered.startswith(("https://", "http://")):
-        return "http"
-    if lowered.startswith("ssh://") or ssh_host(url)[0] is not None:
-        return "ssh"
-    return "local"
-
-
-def _check_auth_matches(url: str, transport: str, auth: GitAuth) -> None:
-    if not url or url.startswith("-") or any(ord(c) < 0x20 for c in url):
-        raise UserError("the repository URL is not valid: use https://... or ssh://... (see --url)")
-    if transport == "http":
-        parts = urlsplit(url)
-        if parts.password is not None:
-            raise UserError(
-                "the repository URL contains a password: remove it from the URL and pass the token with "
-                "--password, --password-stdin or GIT_PASSWORD"
-            )
-        if isinstance(auth, SshAuth):
-            raise UserError("an SSH key was given for an https URL: use the ssh:// URL, or a token instead of the key")
-    elif transport == "ssh" and isinstance(auth, TokenAuth):
-        raise UserError("a token was given for an SSH URL: use the https URL, or pass --private-key-file")
-    if isinstance(auth, SshAuth) and auth.passphrase is not None and "\n" in auth.passphrase:
-        raise UserError("the SSH key passphrase must be a single line")
-
-
-def _origin(url: str) -> str:
-    """`scheme://host[:port]/` of an http(s) URL, without user info: the scope of the Authorization header."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme.lower()}://{netloc}/"
-
-
-def _shown(url: str) -> str:
-    """The URL for messages: without any user info password."""
-    if "://" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}:***@{netloc}" if user else netloc).geturl()
 
 
 def _key_lines(data: bytes) -> list[str]:

@@ -15,7 +15,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -27,7 +26,9 @@ from flux_azdo.manifests.azure_devops import AZURE_DEVOPS_HOST_KEY, AZURE_DEVOPS
 if TYPE_CHECKING:
     from flux_azdo.azdo.urls import RepositoryUrl
 
-#: What to run for a key Azure DevOps accepts, and where its public half goes.
+#: What to run for a key Azure DevOps accepts, and where its public half goes. The page's address for one
+#: organisation is `flux_azdo.azdo.pages.ssh_keys_page(collection_url)`; this is its name in the menu, for
+#: messages that do not know the organisation (the one definition: git/errors.py imports it).
 NEW_RSA_KEY = "ssh-keygen -t rsa -b 4096"
 SSH_KEYS_PAGE = "User settings > SSH public keys"
 
@@ -118,34 +119,6 @@ def require_rsa(info: SshKeyInfo, host: str) -> None:
     )
 
 
-def is_azure_devops_ssh_url(url: str) -> bool:
-    """An SSH URL to Azure DevOps: its SSH hosts, or an Azure DevOps Server / sandbox `v3/<o>/<p>/<r>` path."""
-    host, _, path = _ssh_parts(url)
-    if host is None:
-        return False
-    return is_azure_devops_ssh_host(host) or re.fullmatch(r"/?v3/[^/]+/[^/]+/[^/]+/?", path) is not None
-
-
-def ssh_host(url: str) -> tuple[str | None, int | None]:
-    """(host, port) of an `ssh://` or scp-like (`user@host:path`) URL; (None, None) for other URLs."""
-    host, port, _ = _ssh_parts(url)
-    return host, port
-
-
-def _ssh_parts(url: str) -> tuple[str | None, int | None, str]:
-    if url.startswith("ssh://"):
-        parts = urlsplit(url)
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        return (parts.hostname or "").lower() or None, port, parts.path
-    scp = re.fullmatch(r"(?:[^@/:]+@)?(\[[^\]]+\]|[^:/]+):(?!//)(.*)", url)
-    if scp is None or "://" in url:
-        return None, None, ""
-    return scp.group(1).strip("[]").lower(), None, scp.group(2)
-
-
 def known_hosts_for(url: RepositoryUrl, known_hosts_file: Path | None) -> str:
     """known_hosts lines to trust for `url`'s SSH host: from `known_hosts_file` when given, else the built-in
     Azure DevOps key for its SSH hosts. Any other host without a file is a UserError: a scan is never trusted."""
@@ -175,22 +148,35 @@ def known_hosts_for(url: RepositoryUrl, known_hosts_file: Path | None) -> str:
 
 
 def _line_matches(line: str, host: str, port: int | None) -> bool:
-    """Whether a known_hosts line is for `host` (and `port`): plain, comma lists, `[host]:port`, hashed `|1|`."""
+    """Whether a known_hosts line is for `host` (and `port`), as OpenSSH decides it: comma lists of patterns,
+    `[host]:port`, `*` and `?` wildcards, `!` negations (a negated match excludes the line whatever else
+    matches), and hashed `|1|salt|hmac` entries (HMAC-SHA1 of the name, keyed with the salt). Marker lines
+    (`@cert-authority`, `@revoked`) are kept, so ssh still refuses a revoked key."""
     words = line.split()
     if not words or words[0].startswith("#"):
         return False
-    if words[0].startswith("@"):  # @cert-authority / @revoked markers
+    if words[0].startswith("@"):
         words = words[1:]
     if len(words) < 3:
         return False
     wanted = f"[{host}]:{port}" if port else host
+    matched = False
     for pattern in words[0].split(","):
+        negated = pattern.startswith("!")
+        pattern = pattern[1:] if negated else pattern
         if pattern.startswith("|1|"):
-            if _hashed_matches(pattern, wanted):
-                return True
-        elif pattern.lower() == wanted:
-            return True
-    return False
+            hit = _hashed_matches(pattern, wanted)
+        else:
+            hit = _glob(pattern.lower()).fullmatch(wanted) is not None
+        if hit and negated:
+            return False
+        matched = matched or hit
+    return matched
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """OpenSSH's pattern language: `*` any run of characters, `?` one character, everything else literal."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern))
 
 
 def _hashed_matches(pattern: str, name: str) -> bool:
