@@ -11,7 +11,6 @@ import os
 import re
 import subprocess
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,52 +18,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from flux_azdo.azdo.credentials import AzureDevOpsToken
-from flux_azdo.azdo.preflight import CheckItem, CheckReport, PreflightRequest, render_text, run_preflight
+from flux_azdo.azdo.preflight import CheckReport, PreflightRequest, render_text, run_preflight
 from flux_azdo.azdo.security import GitPermission, branch_token, project_token, repository_token
 from flux_azdo.azdo.urls import parse_repository_url
-from flux_azdo.git.auth import SshAuth, TokenAuth
-from flux_azdo.git.ssh import inspect_private_key, known_hosts_for
 from flux_azdo.sandbox.runtime import FULL_SCOPES, Sandbox
 from flux_azdo.sandbox.world import Repository
+from support.preflight import BUILD_SERVICE, https_request, item, job_token, keys, pat_token, ssh_request
 
 NAMESPACE = "2e9eb7ed-3c0a-47d4-87c1-0ffdd275fd87"
-BUILD_SERVICE = "platform Build Service (sandbox-org)"
-
-
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """git sees neither the machine's nor the user's configuration, and never prompts."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
-
-
-def pat_token(secret: str) -> AzureDevOpsToken:
-    return AzureDevOpsToken(secret, "basic", "password", "GIT_PASSWORD")
-
-
-def job_token(secret: str) -> AzureDevOpsToken:
-    return AzureDevOpsToken(secret, "bearer", "job-token", "SYSTEM_ACCESSTOKEN")
-
-
-def https_request(
-    sandbox: Sandbox, token: AzureDevOpsToken | None, *, url: str | None = None, **options: Any
-) -> PreflightRequest:
-    parsed = parse_repository_url(url or sandbox.repo_url, allow_insecure_http=True)
-    auth = TokenAuth(token) if token is not None else None
-    return PreflightRequest(url=parsed, token=token, git_auth=auth, timeout=20.0, **options)
-
-
-def item(report: CheckReport, key: str) -> CheckItem:
-    found = [i for i in report.items if i.key == key]
-    assert len(found) == 1, f"{key} not in {[i.key for i in report.items]}"
-    return found[0]
-
-
-def keys(report: CheckReport, status: str) -> list[str]:
-    return [i.key for i in report.items if i.status == status]
 
 
 def assert_every_failure_names_a_fix(report: CheckReport) -> None:
@@ -417,17 +378,6 @@ def test_a_missing_branch_in_a_non_empty_repository(azdo_sandbox: Sandbox) -> No
 
 
 # ----- SSH -------------------------------------------------------------------------------------------------------
-
-
-def ssh_request(sandbox: Sandbox, key: bytes, *, api_token: AzureDevOpsToken | None) -> PreflightRequest:
-    assert sandbox.ssh_url is not None
-    url = parse_repository_url(sandbox.ssh_url).with_collection_url(sandbox.org_url, allow_insecure_http=True)
-    info = inspect_private_key(key, None)
-    known_hosts = known_hosts_for(url, sandbox.known_hosts_path)
-    auth = SshAuth(key, None, known_hosts)
-    return PreflightRequest(
-        url=url, token=api_token, git_auth=auth, ssh_key=info, cluster_credential="ssh", timeout=20.0
-    )
 
 
 def test_ssh_with_the_sandbox_rsa_key_is_ready(ssh_sandbox: Sandbox) -> None:

@@ -16,8 +16,6 @@ from flux_azdo.azdo.errors import AuthenticationFailed, NotFound, Unavailable
 from flux_azdo.azdo.models import BranchPolicy, Caller, ProjectInfo, RepositoryInfo
 from flux_azdo.azdo.preflight import (
     Answer,
-    CheckItem,
-    CheckReport,
     Facts,
     PreflightRequest,
     credential_kind,
@@ -30,6 +28,7 @@ from flux_azdo.azdo.urls import parse_repository_url
 from flux_azdo.git.auth import SshAuth
 from flux_azdo.git.ssh import SshKeyInfo
 from flux_azdo.git.workspace import RemoteState
+from support.preflight import item, keys
 
 ORG = "https://dev.azure.com/contoso"
 HTTPS_URL = f"{ORG}/platform/_git/fleet-infra"
@@ -136,16 +135,6 @@ def existing(caller: Caller, granted: Grants, **changes: object) -> Facts:
         remote=Answer(RemoteState("main", {"main": "abcdef1234567"})),
     )
     return replace(facts, **changes)  # type: ignore[arg-type]
-
-
-def item(report: CheckReport, key: str) -> CheckItem:
-    found = [i for i in report.items if i.key == key]
-    assert len(found) == 1, f"{key} not in {[i.key for i in report.items]}"
-    return found[0]
-
-
-def keys(report: CheckReport, status: str) -> list[str]:
-    return [i.key for i in report.items if i.status == status]
 
 
 # ----- what the token is -------------------------------------------------------------------------------------------

@@ -5,57 +5,13 @@ server does not know, and an outage of the permission API. Nothing of our own is
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from flux_azdo.azdo.credentials import AzureDevOpsToken
-from flux_azdo.azdo.preflight import CheckItem, CheckReport, PreflightRequest, render_text, run_preflight
-from flux_azdo.azdo.urls import parse_repository_url
-from flux_azdo.git.auth import SshAuth, TokenAuth
-from flux_azdo.git.ssh import inspect_private_key, known_hosts_for
+from flux_azdo.azdo.preflight import render_text, run_preflight
 from flux_azdo.sandbox.runtime import Sandbox
-
-BUILD_SERVICE = "platform Build Service (sandbox-org)"
-
-
-@pytest.fixture(autouse=True)
-def isolated_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
-
-
-def job_token(secret: str) -> AzureDevOpsToken:
-    return AzureDevOpsToken(secret, "bearer", "job-token", "SYSTEM_ACCESSTOKEN")
-
-
-def https_request(sandbox: Sandbox, token: AzureDevOpsToken, **options: Any) -> PreflightRequest:
-    url = parse_repository_url(sandbox.repo_url, allow_insecure_http=True)
-    return PreflightRequest(url=url, token=token, git_auth=TokenAuth(token), timeout=20.0, **options)
-
-
-def ssh_request(sandbox: Sandbox, key: bytes, api_token: AzureDevOpsToken | None) -> PreflightRequest:
-    assert sandbox.ssh_url is not None
-    url = parse_repository_url(sandbox.ssh_url).with_collection_url(sandbox.org_url, allow_insecure_http=True)
-    auth = SshAuth(key, None, known_hosts_for(url, sandbox.known_hosts_path))
-    info = inspect_private_key(key, None)
-    return PreflightRequest(url=url, token=api_token, git_auth=auth, ssh_key=info, cluster_credential="ssh", timeout=20)
-
-
-def item(report: CheckReport, key: str) -> CheckItem:
-    found = [i for i in report.items if i.key == key]
-    assert len(found) == 1, f"{key} not in {[i.key for i in report.items]}"
-    return found[0]
-
-
-def keys(report: CheckReport, status: str) -> list[str]:
-    return [i.key for i in report.items if i.status == status]
+from support.preflight import BUILD_SERVICE, https_request, item, job_token, keys, ssh_request
 
 
 def test_a_job_token_of_another_project_gets_the_job_scope_fix(azdo_sandbox: Sandbox) -> None:
@@ -104,7 +60,7 @@ def test_ssh_with_a_job_token_checks_the_wrong_identity_and_says_so(ssh_sandbox:
     """The key is the admin's; SYSTEM_ACCESSTOKEN is the build service's: its missing rights do not block."""
     assert ssh_sandbox.ssh_key_path is not None
     key = ssh_sandbox.ssh_key_path.read_bytes()
-    report = run_preflight(ssh_request(ssh_sandbox, key, job_token(ssh_sandbox.job_token)))
+    report = run_preflight(ssh_request(ssh_sandbox, key, api_token=job_token(ssh_sandbox.job_token)))
     assert report.can_proceed, render_text(report)
     note = item(report, "ssh-identity")
     assert note.status == "warn"
@@ -127,7 +83,7 @@ def test_an_unregistered_rsa_key_points_to_the_ssh_keys_page(ssh_sandbox: Sandbo
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
     )
-    report = run_preflight(ssh_request(ssh_sandbox, stranger, None))
+    report = run_preflight(ssh_request(ssh_sandbox, stranger, api_token=None))
     assert not report.can_proceed
     assert item(report, "ssh-key").status == "ok"
     git = item(report, "git")
