@@ -98,3 +98,19 @@ def ssh_sandbox(tmp_path: Path, ssh_host_key: Path, user_ssh_key: Path) -> Itera
         tmp_path / "sandbox", ssh=True, ssh_host_key=ssh_host_key, user_ssh_key=user_ssh_key
     ) as sandbox:
         yield sandbox
+
+
+@pytest.fixture
+def cluster_sandbox(tmp_path: Path, ssh_host_key: Path, user_ssh_key: Path) -> Iterator[Sandbox]:
+    """The whole sandbox: Azure DevOps, its SSH endpoint (when sshd is installed), the Kubernetes API server and
+    the Flux controller simulator, with Deployments becoming available at once."""
+    with running_sandbox(
+        tmp_path / "sandbox",
+        ssh="auto",
+        kube=True,
+        flux=True,
+        ssh_host_key=ssh_host_key,
+        user_ssh_key=user_ssh_key,
+        deployment_ready_after=0.0,
+    ) as sandbox:
+        yield sandbox

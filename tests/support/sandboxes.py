@@ -20,16 +20,26 @@ from flux_azdo.sandbox.ssh import sshd_available
 def running_sandbox(
     directory: Path,
     *,
-    ssh: bool = False,
+    ssh: bool | str = False,
     kube: bool = False,
     flux: bool = False,
     ssh_host_key: Path | None = None,
     user_ssh_key: Path | None = None,
+    deployment_ready_after: float = 0.2,
+    unpullable_images: tuple[str, ...] = (),
 ) -> Iterator[Sandbox]:
-    if ssh:
+    if ssh is True:
         reason = sshd_available()
         if reason is not None:
             pytest.skip(f"the SSH endpoint needs OpenSSH's sshd: {reason}")
-    options = SandboxOptions(ssh=ssh, kube=kube, flux=flux, ssh_host_key=ssh_host_key, user_ssh_key=user_ssh_key)
+    options = SandboxOptions(
+        ssh=ssh,
+        kube=kube,
+        flux=flux,
+        ssh_host_key=ssh_host_key,
+        user_ssh_key=user_ssh_key,
+        deployment_ready_after=deployment_ready_after,
+        unpullable_images=unpullable_images,
+    )
     with Sandbox(directory, options) as sandbox:
         yield sandbox
