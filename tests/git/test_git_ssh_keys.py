@@ -148,3 +148,23 @@ def test_known_hosts_patterns_as_openssh_reads_them(tmp_path: Path) -> None:
     chosen = known_hosts_for(default_port, known).splitlines()
     # `.` is literal (not a regex wildcard), and a negated match drops the line whatever else matches.
     assert chosen == [lines["wild"], lines["list"]]
+
+
+@needs_keygen
+def test_a_wrong_passphrase_is_named_even_when_decryption_happens_to_pad(tmp_path: Path) -> None:
+    """About one wrong passphrase in 256 decrypts a PEM key to correctly padded garbage: cryptography then says
+    the data cannot be parsed, not that the password is wrong. It is still the passphrase."""
+    from cryptography.hazmat.primitives import serialization
+
+    data = keygen(tmp_path / "pem", "-t", "rsa", "-b", "1024", "-m", "PEM", passphrase="right").read_bytes()
+    for attempt in range(20000):
+        wrong = f"wrong-{attempt}"
+        try:
+            serialization.load_pem_private_key(data, wrong.encode())
+        except ValueError as error:
+            if "password" not in str(error).lower():
+                break
+    else:
+        pytest.fail("no passphrase decrypted to a correctly padded block")
+    with pytest.raises(UserError, match="passphrase of the SSH private key is wrong"):
+        inspect_private_key(data, wrong)

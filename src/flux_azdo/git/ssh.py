@@ -63,9 +63,10 @@ def load_private_key(data: bytes, passphrase: str | None) -> tuple[PrivateKey, b
                 "the SSH private key is protected by a passphrase: pass it with --password (or GIT_PASSWORD)"
             ) from None
         key, encrypted = _load_unencrypted(data), False
-    except ValueError as error:
-        reason = str(error).lower()
-        if password is not None and ("password" in reason or "decrypt" in reason or "checksum" in reason):
+    except ValueError:
+        # A wrong passphrase shows up in many ways (bad padding, a broken checksum, and now and then a decryption
+        # that happens to pad correctly and then fails to parse), so ask the key itself whether it is encrypted.
+        if password is not None and _is_encrypted(data):
             raise UserError(
                 "the passphrase of the SSH private key is wrong: check --password (or GIT_PASSWORD)"
             ) from None
@@ -75,6 +76,17 @@ def load_private_key(data: bytes, passphrase: str | None) -> tuple[PrivateKey, b
     if not isinstance(key, PRIVATE_KEY_TYPES):
         raise UserError(f"the SSH private key has an unsupported type ({type(key).__name__}): use an RSA key")
     return key, encrypted
+
+
+def _is_encrypted(data: bytes) -> bool:
+    """cryptography refuses an encrypted key without a password with a TypeError, whatever the format."""
+    try:
+        _load(data, None)
+    except TypeError:
+        return True
+    except (ValueError, UnsupportedAlgorithm):
+        return False
+    return False
 
 
 def _load_unencrypted(data: bytes) -> object:
