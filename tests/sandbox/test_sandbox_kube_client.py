@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import socket
 import threading
@@ -1191,7 +1192,7 @@ def _apply_all(
     api: client.ApiClient, docs: list[dict[str, Any]], manager: str, *, force: bool = False
 ) -> dict[str, str]:
     """Server-side apply as a bootstrap does: CRDs and Namespaces, wait until Established, then the rest."""
-    dyn = dynamic.DynamicClient(api)
+    dyn = dynamic.DynamicClient(api, cache_file=os.devnull)
     first = [doc for doc in docs if doc["kind"] in ("CustomResourceDefinition", "Namespace")]
     rest = [doc for doc in docs if doc not in first]
     versions: dict[str, str] = {}
@@ -1235,7 +1236,7 @@ def test_upgrading_flux_2_0_to_2_9_is_refused_until_stored_versions_are_migrated
     old_docs, new_docs = _documents(_corpus_set("v2.0.")), _documents(_corpus_set("v2.9."))
     with KubeApiServer(tls=False) as cluster, _client(cluster, tmp_path) as api_client:
         _apply_all(api_client, old_docs, "flux")
-        dyn = dynamic.DynamicClient(api_client)
+        dyn = dynamic.DynamicClient(api_client, cache_file=str(tmp_path / "discovery.json"))
         definitions = dyn.resources.get(api_version="apiextensions.k8s.io/v1", kind="CustomResourceDefinition")
         new_crds = [doc for doc in new_docs if doc["kind"] == "CustomResourceDefinition"]
         refused: dict[str, str] = {}
@@ -1400,7 +1401,7 @@ def test_a_patch_that_mistypes_a_field_is_invalid(api: client.ApiClient, namespa
 def test_server_side_apply_refuses_mistyped_fields_as_a_typed_patch(
     api: client.ApiClient, namespace: str, widgets: str
 ) -> None:
-    dyn = dynamic.DynamicClient(api)
+    dyn = dynamic.DynamicClient(api, cache_file=os.devnull)
     deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
     with pytest.raises(ApiException) as caught:
         dyn.server_side_apply(deployments, _deployment("ssa", replicas="2"), namespace=namespace, field_manager="m")
