@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -21,12 +22,15 @@ from flux_azdo.errors import UsageError, UserError
 
 if TYPE_CHECKING:
     from flux_azdo.azdo.access import AccessOptions
+    from flux_azdo.bootstrap import BootstrapOptions
     from flux_azdo.console import TerminalReporter
     from flux_azdo.manifests.install import InstallOptions
     from flux_azdo.manifests.repository import BootstrapFiles
     from flux_azdo.manifests.sync import SyncOptions
 
 DEFAULT_COMPONENTS = "source-controller,kustomize-controller,helm-controller,notification-controller"
+#: Seconds each call to Azure DevOps, git's connection and the API server may take within bootstrap's --timeout.
+_CALL_TIMEOUT = 30.0
 _STATUS_WORDS = {"create": "created", "update": "updated", "unchanged": "unchanged", "keep": "kept"}
 
 
@@ -204,15 +208,19 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", default="text", choices=("text", "json"), help="text (default) or json on stdout"
     )
     check.set_defaults(handler=_cmd_check)
+    _add_bootstrap_command(commands)
     _add_sandbox_commands(commands)
     return parser
 
 
-def _add_access_flags(parser: argparse.ArgumentParser, *, repository_flags: bool = True) -> None:
+def _add_access_flags(
+    parser: argparse.ArgumentParser, *, repository_flags: bool = True, call_timeout: bool = True
+) -> None:
     """How this run reaches the repository: shared by `check` and the commands that write to it.
 
     `repository_flags=False` leaves out --url, --branch, --provider, --username and --allow-insecure-http for a
-    command that already has them from `_add_sync_flags`.
+    command that already has them from `_add_sync_flags`; `call_timeout=False` leaves --timeout to a command
+    where it means the whole run (bootstrap, as in Flux).
     """
     group = parser.add_argument_group("repository and credentials")
     if repository_flags:
@@ -272,12 +280,56 @@ def _add_access_flags(parser: argparse.ArgumentParser, *, repository_flags: bool
             help="what the cluster authenticates with: 'generic' (the token or SSH key) or 'azure' (workload identity)",
         )
         _add_bool(group, "--allow-insecure-http", False, "allow an http:// URL (test servers only)")
-    group.add_argument(
-        "--timeout",
-        default="30s",
-        metavar="DURATION",
-        help="time limit of each call to Azure DevOps and git (default 30s)",
+    if call_timeout:
+        group.add_argument(
+            "--timeout",
+            default="30s",
+            metavar="DURATION",
+            help="time limit of each call to Azure DevOps and git (default 30s)",
+        )
+
+
+def _add_bootstrap_command(commands: Any) -> None:
+    bootstrap = commands.add_parser(
+        "bootstrap",
+        help="install Flux in a cluster and make it sync from the repository (as `flux bootstrap git`)",
+        description="Do what `flux bootstrap git` does, step for step and with its messages: commit the component "
+        "and sync manifests to <path>/<namespace>/ of --url, install the components, store the Git credential "
+        "in the cluster, apply the sync manifests and wait until Flux runs the pushed commit. First, nothing "
+        "written yet, it checks the repository permissions and the cluster (version, RBAC, an existing Flux, a "
+        "Kustomization with another path) and stops with the fixes when something would fail. Running it again "
+        "changes nothing unless something changed. Exit code 0: Flux runs the pushed commit; 1: stopped (see "
+        "the lines on stderr).",
     )
+    _add_sync_flags(bootstrap)
+    _add_install_flags(bootstrap)
+    _add_access_flags(bootstrap, repository_flags=False, call_timeout=False)
+    group = bootstrap.add_argument_group("cluster and run")
+    group.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+    group.add_argument("--context", help="kubeconfig context (default: its current-context)")
+    group.add_argument(
+        "--kustomize",
+        type=Path,
+        metavar="PROGRAM",
+        help="kustomize or kubectl to build a kustomization.yaml with patches (default: kustomize, else kubectl, "
+        "on PATH)",
+    )
+    group.add_argument("--timeout", default="5m", metavar="DURATION", help="time limit of the whole run (default 5m)")
+    group.add_argument(
+        "--force",
+        action="store_true",
+        help="go ahead even when the cluster's Flux is managed by something else (e.g. the AKS extension)",
+    )
+    group.add_argument("--author-name", default="Flux", help="author of the commits (default Flux)")
+    group.add_argument("--author-email", default="", help="email of the commit author (default empty)")
+    group.add_argument(
+        "--commit-message-appendix", default="", help="text added to the commit messages, e.g. '[skip ci]'"
+    )
+    _add_bool(group, "--silent", False, "accepted for `flux bootstrap git` compatibility: flux-azdo never asks")
+    group.add_argument(
+        "-o", "--output", default="text", choices=("text", "json"), help="json: a report of the run on stdout"
+    )
+    bootstrap.set_defaults(handler=_cmd_bootstrap)
 
 
 def _folder(text: str) -> Path:
@@ -521,8 +573,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _access_options(args: argparse.Namespace) -> AccessOptions:
-    """The access flags of `check` (and later `bootstrap`) as `flux_azdo.azdo.access` takes them."""
+def _access_options(args: argparse.Namespace, *, timeout: str | None = None) -> AccessOptions:
+    """The access flags of `check` and `bootstrap` as `flux_azdo.azdo.access` takes them."""
     from flux_azdo.azdo.access import AccessOptions
 
     return AccessOptions(
@@ -540,7 +592,7 @@ def _access_options(args: argparse.Namespace) -> AccessOptions:
         username=args.username,
         provider=args.provider,
         allow_insecure_http=args.allow_insecure_http,
-        timeout=args.timeout,
+        timeout=timeout or args.timeout,
     )
 
 
@@ -567,6 +619,79 @@ def _cmd_check(args: argparse.Namespace) -> int:
         sys.stdout.write(render_text(report))
     sys.stdout.flush()
     return 0 if report.can_proceed else 1
+
+
+def _cmd_bootstrap(args: argparse.Namespace) -> int:
+    import json
+
+    from flux_azdo.bootstrap import BootstrapFailed, bootstrap
+    from flux_azdo.console import TerminalReporter
+
+    reporter = TerminalReporter()
+    try:
+        result = bootstrap(_bootstrap_options(args, reporter), reporter)
+    except UserError as failure:
+        if args.output == "json":
+            # Scripts read stdout: a stopped run gives a document too, with what was done before it stopped.
+            partial = failure.result if isinstance(failure, BootstrapFailed) else None
+            document = partial.to_json() if partial is not None else {}
+            document.update(error=failure.message, fix=failure.fix)
+            sys.stdout.write(json.dumps(document, indent=2) + "\n")
+            sys.stdout.flush()
+        raise
+    if args.output == "json":
+        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+def _bootstrap_options(args: argparse.Namespace, reporter: TerminalReporter) -> BootstrapOptions:
+    """Flags and environment -> what `flux_azdo.bootstrap` runs with; every mistake found here writes nothing."""
+    from flux_azdo.azdo.access import parse_timeout, preflight_request
+    from flux_azdo.bootstrap import BootstrapOptions
+    from flux_azdo.bootstrap_steps.credentials import cluster_source_secret
+    from flux_azdo.cluster.client import ClusterAccess
+    from flux_azdo.git.workspace import Author
+    from flux_azdo.manifests.repository import WorkloadIdentity
+
+    timeout = parse_timeout(args.timeout)
+    call_timeout = min(timeout, _CALL_TIMEOUT)
+    namespace = _namespace(args, reporter)
+    install = _install_options(args, namespace)
+    install.selected_components()
+    request = preflight_request(_access_options(args, timeout=f"{call_timeout}s"), warn=reporter.warning)
+    sync = replace(_sync_options(args, namespace), branch=request.branch)
+    if args.token_auth and request.url.transport == "ssh":
+        raise UserError(f"--token-auth needs an https URL, not {args.url!r}: pass the repository's https clone URL")
+    known_hosts = _read_text(args.ssh_known_hosts, "--ssh-known-hosts") if args.ssh_known_hosts else None
+    return BootstrapOptions(
+        url=request.url,
+        install=install,
+        sync=sync,
+        manifests=args.manifests,
+        git_auth=request.git_auth,
+        api_token=request.token,
+        cluster_secret=cluster_source_secret(sync, request.git_auth, request.token, known_hosts=known_hosts),
+        identity=WorkloadIdentity(args.azure_client_id, args.azure_tenant_id),
+        cluster=ClusterAccess(args.kubeconfig, args.context, call_timeout),
+        kustomize=args.kustomize,
+        create_repository=args.create_repo,
+        create_branch=args.create_branch,
+        force=args.force,
+        author=Author(args.author_name, args.author_email),
+        commit_message_appendix=args.commit_message_appendix,
+        timeout=timeout,
+        call_timeout=call_timeout,
+        ssh_key=request.ssh_key,
+    )
+
+
+def _read_text(path: Path, flag: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UserError(f"{flag} {path} cannot be read ({reason}): pass a readable known_hosts file") from None
 
 
 def _cmd_sandbox_up(args: argparse.Namespace) -> int:

@@ -1,0 +1,186 @@
+"""The cluster side of a bootstrap: install the components, store the source secret, apply the sync manifests.
+
+As Flux does it: the components are installed by us only on the first install (no Kustomization, or one never
+applied); afterwards kustomize-controller owns them and the sync apply (every run) is a no-op unless something
+changed. What is applied is the kustomize build of `<path>/<namespace>/` when its kustomization.yaml holds more
+than the two resources (user patches, the SSH or workload identity patch), so those take effect on the first
+install too; otherwise the two files as they are.
+
+One change from Flux: the first install leaves out the GitRepository and Kustomization. Applied before the source
+secret exists, source-controller would fail its first fetch and set Ready=False, which the wait then reports as a
+failure; they are applied with the sync manifests, after the secret.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from flux_azdo.manifests.kustomization import KUSTOMIZATION_FILE, SYNC_FILE
+
+if TYPE_CHECKING:
+    from flux_azdo.bootstrap import BootstrapOptions, Deadline, Reporter
+    from flux_azdo.bootstrap_steps.repository import Planner
+    from flux_azdo.cluster.apply import ObjectChange
+    from flux_azdo.cluster.client import Cluster
+    from flux_azdo.cluster.secrets import SecretAction
+    from flux_azdo.git.workspace import Workspace
+
+SOURCE_API = "source.toolkit.fluxcd.io/v1"
+KUSTOMIZE_GROUP = "kustomize.toolkit.fluxcd.io"
+KUSTOMIZATION_CRD = f"kustomizations.{KUSTOMIZE_GROUP}"
+REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
+#: The wait for CRDs to become Established, as Flux's (1 minute), within what is left of --timeout.
+ESTABLISH_TIMEOUT = 60.0
+KUSTOMIZE_TIMEOUT = 60.0
+
+
+def must_install(options: BootstrapOptions, cluster: Cluster) -> bool:
+    """Flux's `mustInstallManifests`: the Kustomization is missing, or has never applied a revision."""
+    crd = cluster.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", KUSTOMIZATION_CRD)
+    if crd is None:
+        return True
+    served = [v.get("name") for v in (crd.get("spec") or {}).get("versions") or () if v.get("served")]
+    if not served:
+        return True
+    version = "v1" if "v1" in served else str(served[0])
+    found = cluster.get(f"{KUSTOMIZE_GROUP}/{version}", "Kustomization", options.name, options.namespace)
+    return found is None or not (found.get("status") or {}).get("lastAppliedRevision")
+
+
+def _manifests(
+    options: BootstrapOptions, planner: Planner, workspace: Workspace, deadline: Deadline, *, with_sync: bool
+) -> str:
+    """The YAML to apply: the kustomize build of the folder when kustomization.yaml needs it, else the files."""
+    from flux_azdo.cluster.kustomize import build, find_kustomize, needs_kustomize
+    from flux_azdo.git.paths import write_file
+    from flux_azdo.manifests.distribution import COMPONENTS_FILE
+
+    kustomization = workspace.read(planner.path(KUSTOMIZATION_FILE))
+    if kustomization is not None and needs_kustomize(kustomization):
+        if workspace.read(planner.path(SYNC_FILE)) is None:
+            # A user's kustomization.yaml listing gotk-sync.yaml before the sync commit: the build needs the file.
+            write_file(workspace.root, planner.path(SYNC_FILE), planner.file(planner.plan(), SYNC_FILE).content)
+        argv = find_kustomize(options.kustomize)
+        return build(argv, workspace.root / planner.directory, timeout=deadline.remaining(KUSTOMIZE_TIMEOUT))
+    texts = [workspace.read(planner.path(COMPONENTS_FILE)) or ""]
+    if with_sync:
+        texts.append(workspace.read(planner.path(SYNC_FILE)) or "")
+    return "\n---\n".join(texts)
+
+
+def _is_sync_object(options: BootstrapOptions, obj: Mapping[str, Any]) -> bool:
+    metadata = obj.get("metadata") or {}
+    group = str(obj.get("apiVersion", "")).rpartition("/")[0]
+    return (
+        (group, obj.get("kind")) in (("source.toolkit.fluxcd.io", "GitRepository"), (KUSTOMIZE_GROUP, "Kustomization"))
+        and metadata.get("name") == options.name
+        and metadata.get("namespace") == options.namespace
+    )
+
+
+def install_components(
+    options: BootstrapOptions,
+    cluster: Cluster,
+    planner: Planner,
+    workspace: Workspace,
+    reporter: Reporter,
+    deadline: Deadline,
+) -> bool:
+    """Install the components when Flux would (first install); reconcile the image pull secret. Installed or not."""
+    from flux_azdo.cluster.apply import apply_objects, parse_objects
+
+    installed = must_install(options, cluster)
+    if installed:
+        reporter.action(f'installing components in "{options.namespace}" namespace')
+        objects = parse_objects(_manifests(options, planner, workspace, deadline, with_sync=False))
+        objects = [obj for obj in objects if not _is_sync_object(options, obj)]
+        apply_objects(cluster, objects, field_manager="flux", establish_timeout=deadline.remaining(ESTABLISH_TIMEOUT))
+        reporter.success("installed components")
+    install = options.install
+    if install.image_pull_secret and install.registry_creds:
+        from flux_azdo.cluster.secrets import apply_image_pull_secret
+
+        username, _, password = install.registry_creds.partition(":")
+        registry = install.registry.split("/", 1)[0]
+        apply_image_pull_secret(cluster, options.namespace, install.image_pull_secret, registry, username, password)
+        reporter.success(f"reconciled image pull secret {install.image_pull_secret}")
+    reporter.success("reconciled components")
+    return installed
+
+
+def reconcile_source_secret(options: BootstrapOptions, cluster: Cluster, reporter: Reporter) -> SecretAction | None:
+    """Create or update the Secret source-controller reads; none with --provider azure."""
+    from flux_azdo.cluster.secrets import apply_source_secret
+
+    secret = options.cluster_secret
+    if secret is None:
+        reporter.success("no source secret: source-controller signs in with workload identity (--provider azure)")
+        return None
+    where = f"{secret.namespace}/{secret.name}"
+    reporter.action(f'determining if source secret "{where}" exists')
+    reporter.action("generating source secret")
+    public_key = secret.string_data.get("identity.pub")
+    if public_key:
+        reporter.success(f"public key: {public_key.strip()}")
+    reporter.action(f'applying source secret "{where}"')
+    action = apply_source_secret(cluster, secret)
+    reporter.success("reconciled source secret")
+    return action
+
+
+def apply_sync(
+    options: BootstrapOptions,
+    cluster: Cluster,
+    planner: Planner,
+    workspace: Workspace,
+    reporter: Reporter,
+    deadline: Deadline,
+) -> list[ObjectChange]:
+    """Apply components + GitRepository + Kustomization (+ patches), every run: unchanged objects are not written."""
+    from flux_azdo.cluster.apply import apply_objects, parse_objects
+
+    reporter.action("applying sync manifests")
+    objects = parse_objects(_manifests(options, planner, workspace, deadline, with_sync=True))
+    changes = apply_objects(
+        cluster, objects, field_manager="flux", establish_timeout=deadline.remaining(ESTABLISH_TIMEOUT)
+    )
+    reporter.success("reconciled sync configuration")
+    return changes
+
+
+def request_reconcile(
+    options: BootstrapOptions, cluster: Cluster, applied: Sequence[ObjectChange], changed: bool
+) -> str | None:
+    """After a push (or a new secret) to an existing GitRepository: ask source-controller to fetch now.
+
+    Its spec did not change, so it would fetch only at its next `interval`, and the wait would sit that out (Flux's
+    does). `flux reconcile source git` does the same: the `reconcile.fluxcd.io/requestedAt` annotation. Nothing
+    changed, nothing written: a no-op run stays without write requests. Returns the annotation's value (the wait
+    then ignores a Ready=False older than the request), or None when no request was needed.
+    """
+    if not changed:
+        return None
+    created = any(
+        change.kind == "GitRepository"
+        and change.name == options.name
+        and change.namespace == options.namespace
+        and change.action == "created"
+        for change in applied
+    )
+    if created:
+        return None  # a new GitRepository is fetched at once
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    body = {"metadata": {"annotations": {REQUESTED_AT: now}}}
+    resource = cluster.resource(SOURCE_API, "GitRepository")
+    with cluster.errors(f"request a reconcile of GitRepository {options.namespace}/{options.name}"):
+        cluster.dynamic.patch(
+            resource,
+            body=body,
+            name=options.name,
+            namespace=options.namespace,
+            content_type="application/merge-patch+json",
+            _request_timeout=options.cluster.timeout,
+        )
+    return now
