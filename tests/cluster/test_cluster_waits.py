@@ -630,3 +630,19 @@ def test_render_health_shows_only_what_is_not_ready() -> None:
         "Kustomization flux-system/apps: not found\n"
     )
     assert render_health(health[:1]) == ""
+
+
+def test_a_ready_true_from_before_our_reconcile_request_is_not_the_answer_either(bare: Env) -> None:
+    """A new Secret with an unchanged revision: the old Ready=True must not pass before the controller tried it."""
+    revision = f"main@sha1:{SHA_A}"
+    git_repository(bare, "rotated")
+    bare.set_status(
+        SOURCE_API, "GitRepository", "rotated", source_status(revision, ready(), lastHandledReconcileAt="1")
+    )
+    before = namespaced_watches(bare, "gitrepositories")
+    waiting = Background(lambda: wait_for_source(bare.cluster, NS, "rotated", revision, bare.far(), requested_at="2"))
+    watching(bare, "gitrepositories", before)  # it saw the old Ready=True and kept waiting
+    failed = ready("False", "AuthenticationFailed", "the rotated secret is wrong")
+    bare.set_status(SOURCE_API, "GitRepository", "rotated", source_status("", failed, lastHandledReconcileAt="2"))
+    with pytest.raises(WaitFailed, match="is not ready: the rotated secret is wrong"):
+        waiting.result()

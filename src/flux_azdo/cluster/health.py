@@ -132,7 +132,8 @@ def flux_verdict(
 
     `expected_revision` None accepts any revision (the health report). `requested_at`: the value of the
     `reconcile.fluxcd.io/requestedAt` annotation the caller set; until the controller reports it handled that
-    request, a Ready=False may be left over from before the caller's change and does not count.
+    request, its Ready condition (True or False) is left over from before the caller's change (a new Secret
+    with an unchanged revision would otherwise pass as "ready" before the controller ever tried it).
     `transient(reason, message)` marks Ready=False states that the controller leaves by itself.
     """
     if obj is None:
@@ -151,9 +152,9 @@ def flux_verdict(
     value = str(ready.get("status") or "")
     reason = str(ready.get("reason") or "")
     message = " ".join(str(ready.get("message") or "").split())
+    if requested_at is not None and status.get("lastHandledReconcileAt") != requested_at:
+        return Verdict("waiting", f"Ready={value or 'Unknown'} from before the reconcile request ({reason}): {message}")
     if value == "False":
-        if requested_at is not None and status.get("lastHandledReconcileAt") != requested_at:
-            return Verdict("waiting", f"Ready=False from before the reconcile request ({reason}): {message}")
         condition_generation = _int_or_none(ready.get("observedGeneration"))
         if condition_generation is not None and generation is not None:
             current = condition_generation >= generation
