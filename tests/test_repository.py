@@ -42,14 +42,53 @@ def test_root_path_and_namespace_decide_the_folder(sample: Distribution) -> None
         plan_bootstrap_files(sample, InstallOptions(namespace="a"), SyncOptions(url=ADO, namespace="b"), {})
 
 
-def test_azure_devops_ssh_gets_the_host_key_patch_in_a_new_file(sample: Distribution) -> None:
-    plan = plan_bootstrap_files(sample, InstallOptions(), SyncOptions(url=ADO_SSH), {})
+@pytest.mark.parametrize(
+    "url",
+    [
+        ADO_SSH,
+        "git@ssh.dev.azure.com:v3/contoso/platform/fleet-infra",
+        "ssh://contoso@vs-ssh.visualstudio.com/v3/contoso/platform/fleet-infra",
+        # Azure DevOps Server and the sandbox offer the same RSA SHA-2 host keys on their own hosts.
+        "ssh://git@127.0.0.1:2222/v3/sandbox-org/platform/fleet-infra",
+        "ssh://git@tfs.example.com:22/tfs/DefaultCollection/platform/_git/fleet-infra",
+        "ssh://git@tfs.example.com:22/DefaultCollection/_git/fleet-infra",
+    ],
+)
+def test_azure_devops_ssh_gets_the_host_key_patch_in_a_new_file(sample: Distribution, url: str) -> None:
+    plan = plan_bootstrap_files(sample, InstallOptions(), SyncOptions(url=url), {})
     assert "--ssh-hostkey-algos=rsa-sha2-512,rsa-sha2-256" in plan.files[2].content
-    # Other SSH hosts and HTTPS do not need it.
-    for url in ("ssh://git@github.com/o/r", ADO):
-        assert (
-            "patches" not in plan_bootstrap_files(sample, InstallOptions(), SyncOptions(url=url), {}).files[2].content
-        )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ssh://git@github.com/o/r",
+        "ssh://git@git.example.com/v3/o/p",  # v3 without the four names is not Azure DevOps
+        "ssh://git@git.example.com/v3/o/p/r/x",
+        "ssh://git@git.example.com/_git/r",  # no collection before _git
+        ADO,
+        "http://127.0.0.1:8080/sandbox-org/platform/_git/fleet-infra",
+    ],
+)
+def test_other_ssh_hosts_and_https_get_no_patch(sample: Distribution, url: str) -> None:
+    sync = SyncOptions(url=url, allow_insecure_http=True)
+    assert "patches" not in plan_bootstrap_files(sample, InstallOptions(), sync, {}).files[2].content
+
+
+def test_the_ssh_patch_follows_the_path_when_ssh_hostname_names_another_host(sample: Distribution) -> None:
+    """--ssh-hostname changes where the cluster connects, not what the repository is."""
+    sync = SyncOptions(url="ssh://git@127.0.0.1:2222/v3/o/p/r", ssh_hostname="git.internal:2222")
+    assert "--ssh-hostkey-algos" in plan_bootstrap_files(sample, InstallOptions(), sync, {}).files[2].content
+
+
+def test_a_user_kustomization_on_an_azure_devops_server_ssh_url_is_reported_without_the_patch(
+    sample: Distribution,
+) -> None:
+    user = "resources: [gotk-components.yaml, gotk-sync.yaml]\n"
+    sync = SyncOptions(url="ssh://git@127.0.0.1:2222/v3/sandbox-org/platform/fleet-infra")
+    plan = plan_bootstrap_files(sample, InstallOptions(), sync, {"kustomization.yaml": user})
+    assert plan.files[2].status == "keep" and len(plan.findings) == 1
+    assert "Azure DevOps SSH" in plan.findings[0].problem
 
 
 def test_user_kustomization_is_kept_and_a_missing_patch_reported(sample: Distribution) -> None:

@@ -129,16 +129,42 @@ def test_provider_azure_drops_the_secret() -> None:
 
 
 @pytest.mark.parametrize(
+    "url",
+    [
+        "https://dev.azure.com/contoso/platform/_git/fleet-infra",
+        "https://dev.azure.com/contoso/_git/fleet-infra",
+        "https://contoso.visualstudio.com/platform/_git/fleet-infra",
+        "https://tfs.example.com/tfs/DefaultCollection/platform/_git/fleet-infra",
+        "http://127.0.0.1:8080/sandbox-org/platform/_git/fleet-infra",
+    ],
+)
+def test_provider_azure_takes_any_azure_devops_repository_url(url: str) -> None:
+    """Services, Server and the sandbox that stands in for them share the `_git` path, whatever the host."""
+    text = generate_sync(SyncOptions(url=url, provider="azure", allow_insecure_http=True))
+    assert "  provider: azure\n" in text and f"  url: {url}\n" in text
+    assert "secretRef" not in text
+
+
+@pytest.mark.parametrize(
     ("url", "message"),
     [
         ("ssh://git@ssh.dev.azure.com/v3/o/p/r", "needs the https URL of the repository, not an ssh one"),
-        ("https://github.com/o/r", "works only with Azure DevOps URLs on dev.azure.com"),
-        ("https://contoso.visualstudio.com/p/_git/r", "works only with Azure DevOps URLs on dev.azure.com"),
+        ("ssh://git@tfs.example.com:22/tfs/c/p/_git/r", "needs the https URL of the repository, not an ssh one"),
+        ("https://github.com/o/r", "works only with Azure DevOps repository URLs"),
+        ("https://dev.azure.com/o/p/r", "works only with Azure DevOps repository URLs"),
+        ("https://git.example.com/_git/r", "works only with Azure DevOps repository URLs"),
+        ("https://git.example.com/o/_git/r/more", "works only with Azure DevOps repository URLs"),
     ],
 )
-def test_provider_azure_needs_a_dev_azure_com_https_url(url: str, message: str) -> None:
+def test_provider_azure_needs_an_azure_devops_https_url(url: str, message: str) -> None:
     with pytest.raises(UserError, match=message):
         generate_sync(SyncOptions(url=url, provider="azure"))
+
+
+def test_provider_azure_message_names_the_url_without_its_credentials() -> None:
+    with pytest.raises(UserError) as caught:
+        generate_sync(SyncOptions(url="https://alice:s3cr3t-pat@github.com/o/r", provider="azure"))
+    assert "https://github.com/o/r" in caught.value.message and "s3cr3t" not in str(caught.value)
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from flux_azdo.manifests.kustomization import (
     workload_identity_patch,
 )
 from flux_azdo.manifests.paths import manifests_dir
-from flux_azdo.manifests.sync import SyncOptions, generate_sync, validate_sync
+from flux_azdo.manifests.sync import SyncOptions, SyncTarget, generate_sync, is_azure_devops_repository, validate_sync
 
 GITREPOSITORY_CRD = "gitrepositories.source.toolkit.fluxcd.io"
 FileStatus = Literal["create", "update", "unchanged", "keep"]
@@ -93,6 +93,19 @@ def _check_api_support(dist: Distribution, sync: SyncOptions) -> None:
         )
 
 
+def needs_azure_devops_ssh_patch(target: SyncTarget) -> bool:
+    """Whether source-controller needs `--ssh-hostkey-algos=rsa-sha2-512,rsa-sha2-256` to reach `target`.
+
+    Azure DevOps (Services on ssh.dev.azure.com and vs-ssh.visualstudio.com, Server and the sandbox on their own
+    hosts) offers only an RSA host key, signed with SHA-2, while go-git offers `ssh-rsa` (SHA-1) for the RSA key
+    in known_hosts: the handshake fails without the flag. Server hosts have any name, so an Azure DevOps
+    repository path over SSH (`v3/<org>/<project>/<repo>`, `.../_git/<repo>`) counts as much as the host.
+    """
+    if target.transport != "ssh":
+        return False
+    return is_azure_devops_ssh_host(target.host) or is_azure_devops_repository(target)
+
+
 def _status(existing: str | None, content: str) -> FileStatus:
     if existing is None:
         return "create"
@@ -118,7 +131,7 @@ def plan_bootstrap_files(
     sync_text = generate_sync(sync)
 
     required: list[RequiredPatch] = []
-    if target.transport == "ssh" and is_azure_devops_ssh_host(target.host):
+    if needs_azure_devops_ssh_patch(target):
         required.append(azure_devops_ssh_patch())
     identity = identity or WorkloadIdentity()
     user_file = existing.get(KUSTOMIZATION_FILE)

@@ -13,7 +13,6 @@ from typing import Literal
 from urllib.parse import quote, unquote, urlsplit
 
 from flux_azdo.errors import UserError
-from flux_azdo.manifests.azure_devops import AZURE_DEVOPS_HTTPS_HOST
 from flux_azdo.manifests.distribution import GENERATED_WARNING
 from flux_azdo.manifests.durations import flux_interval
 from flux_azdo.manifests.flags import reject_control_characters, validate_namespace, validate_object_name
@@ -154,6 +153,28 @@ def resolve_sync_target(opts: SyncOptions) -> SyncTarget:
     return SyncTarget(f"ssh://{user}@{hostport}{suffix}", "ssh", host, port)
 
 
+def _path_names(target: SyncTarget) -> list[str]:
+    """The decoded, non-empty segments of the target's path (no query, no fragment)."""
+    return [unquote(name) for name in urlsplit(target.url).path.split("/") if name]
+
+
+def is_azure_devops_repository(target: SyncTarget) -> bool:
+    """Whether the URL has the path of an Azure DevOps repository, whatever the host.
+
+    Azure DevOps Services, Azure DevOps Server and the sandbox that stands in for them on 127.0.0.1 share the
+    path shapes: `<collection>[/<project>]/_git/<repo>` over https (and SSH on Server), and over SSH also
+    `v3/<org>/<project>/<repo>` or the older `<project>/_ssh/<repo>`. The host alone cannot tell (a Server has
+    any name), and the azdo URL parser is not for the pure generators, so this is the shape check they need.
+    """
+    names = _path_names(target)
+    lowered = [name.lower() for name in names]
+    markers = ("_git", "_ssh") if target.transport == "ssh" else ("_git",)
+    # The marker, with at least one name (organization or collection) before it and exactly the repository after.
+    if len(names) >= 3 and lowered[-2] in markers:
+        return True
+    return target.transport == "ssh" and len(names) == 4 and lowered[0] == "v3"
+
+
 def validate_sync(opts: SyncOptions) -> tuple[SyncTarget, str, str]:
     """Check every sync flag; return the target, the Go interval and the normalised path."""
     validate_namespace(opts.namespace)
@@ -171,15 +192,17 @@ def validate_sync(opts: SyncOptions) -> tuple[SyncTarget, str, str]:
         raise UserError(f"--provider={opts.provider!r} is not supported: use one of {', '.join(PROVIDERS)}")
     target = resolve_sync_target(opts)
     if opts.provider == "azure":
-        if target.transport != "https":
+        if target.transport == "ssh":
             raise UserError(
-                "--provider azure needs the https URL of the repository, not an ssh one: "
-                "use https://dev.azure.com/<org>/<project>/_git/<repo>"
+                "--provider azure needs the https URL of the repository, not an ssh one: source-controller gets a "
+                "workload identity token for Azure DevOps' https endpoint; use "
+                "https://dev.azure.com/<org>/<project>/_git/<repo>"
             )
-        if target.host.lower() != AZURE_DEVOPS_HTTPS_HOST:
+        if not is_azure_devops_repository(target):
             raise UserError(
-                f"--provider azure works only with Azure DevOps URLs on {AZURE_DEVOPS_HTTPS_HOST}, not "
-                f"{target.host}: use https://dev.azure.com/<org>/<project>/_git/<repo>"
+                f"--provider azure works only with Azure DevOps repository URLs (<org>/<project>/_git/<repo>), not "
+                f"{redact_url(target.url)}: use https://dev.azure.com/<org>/<project>/_git/<repo>, or drop "
+                "--provider azure"
             )
     return target, interval, path
 

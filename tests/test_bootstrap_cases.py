@@ -1,0 +1,431 @@
+"""More `flux-azdo bootstrap` cases end to end against the sandbox: workload identity, SSH with a passphrase,
+credentials the cluster cannot use, and concurrent writers.
+
+Driven as tests/test_bootstrap.py drives the command (`cli.main`, its own Kubernetes user so the simulator's
+writes are never counted as ours). Where the command line cannot set the scene, `flux_azdo.bootstrap.bootstrap`
+is called with options the test builds, as the pipeline task will call it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from flux_azdo.azdo.access import AccessOptions, preflight_request
+from flux_azdo.bootstrap import BootstrapFailed, BootstrapOptions, bootstrap
+from flux_azdo.cli import main
+from flux_azdo.cluster.client import Cluster, ClusterAccess
+from flux_azdo.cluster.secrets import read_source_secret
+from flux_azdo.manifests.install import InstallOptions
+from flux_azdo.manifests.sourcesecret import token_secret
+from flux_azdo.manifests.sync import SyncOptions
+from flux_azdo.sandbox.azure_devops import security
+from flux_azdo.sandbox.kube import AccessRule
+from flux_azdo.sandbox.runtime import FULL_SCOPES, Sandbox
+from support.sandboxes import running_sandbox
+
+CREDENTIAL_VARIABLES = ("GIT_PASSWORD", "AZURE_DEVOPS_EXT_PAT", "SYSTEM_ACCESSTOKEN", "KUBECONFIG")
+BOOTSTRAPPER = "bootstrapper"
+PATH = "clusters/sandbox"
+SOURCE_API = "source.toolkit.fluxcd.io/v1"
+HOSTKEY_PATCH = "--ssh-hostkey-algos=rsa-sha2-512,rsa-sha2-256"
+TIMEOUT_MESSAGE = "did not finish within --timeout"
+
+
+class _Stdin(io.StringIO):
+    def isatty(self) -> bool:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No credential or kubeconfig from the machine running the tests, an isolated HOME for git and kubectl."""
+    for name in CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
+    monkeypatch.setattr(sys, "stdin", _Stdin(""))
+
+
+def bootstrapper_kubeconfig(sandbox: Sandbox, path: Path) -> Path:
+    """A kubeconfig of a user of its own with every right: the requests it makes are ours alone."""
+    assert sandbox.kube is not None
+    token = sandbox.kube.add_user(BOOTSTRAPPER, [AccessRule(verbs=("*",))])
+    sandbox.kube.write_kubeconfig(path, token=token)
+    return path
+
+
+@pytest.fixture
+def kubeconfig(cluster_sandbox: Sandbox, tmp_path: Path) -> Path:
+    return bootstrapper_kubeconfig(cluster_sandbox, tmp_path / "bootstrapper.kubeconfig")
+
+
+@pytest.fixture
+def cluster(cluster_sandbox: Sandbox) -> Iterator[Cluster]:
+    """A separate connection (the sandbox's admin) for looking at the cluster afterwards."""
+    with Cluster(ClusterAccess(cluster_sandbox.kubeconfig_path)) as connection:
+        yield connection
+
+
+def run(
+    capsys: pytest.CaptureFixture[str], sandbox: Sandbox, kubeconfig: Path, sample_file: Path, *extra: str
+) -> tuple[int, str, str]:
+    """One `flux-azdo bootstrap`; flags in `extra` come last, so they override the defaults (argparse keeps the
+    last); `--url` defaults to the sandbox's http clone URL."""
+    argv = [
+        "bootstrap",
+        "--url",
+        sandbox.repo_url,
+        "--allow-insecure-http",
+        "--manifests",
+        str(sample_file),
+        "--kubeconfig",
+        str(kubeconfig),
+        "--path",
+        PATH,
+        "--timeout",
+        "60s",
+        *extra,
+    ]
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def git(sandbox: Sandbox, *args: str) -> str:
+    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
+    completed = subprocess.run(
+        ["git", "--git-dir", str(sandbox.repository.git_dir), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    return completed.stdout.strip() if completed.returncode == 0 else ""
+
+
+def head(sandbox: Sandbox) -> str:
+    return git(sandbox, "rev-parse", "refs/heads/main")
+
+
+def ready_condition(obj: dict[str, object] | None) -> dict[str, str]:
+    assert obj is not None
+    status = obj.get("status")
+    assert isinstance(status, dict)
+    return next(c for c in status.get("conditions", ()) if c["type"] == "Ready")
+
+
+def our_writes(sandbox: Sandbox) -> list[str]:
+    assert sandbox.kube is not None
+    return [
+        f"{r.verb} {r.resource} {r.namespace}/{r.name}"
+        for r in sandbox.kube.requests
+        if r.user == BOOTSTRAPPER and r.is_write
+    ]
+
+
+# ----- workload identity ---------------------------------------------------------------------------------------
+
+
+def test_workload_identity_end_to_end_stores_no_secret_and_flux_fetches_with_the_identitys_token(
+    cluster_sandbox: Sandbox,
+    kubeconfig: Path,
+    cluster: Cluster,
+    sample_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sandbox's Azure DevOps runs on 127.0.0.1, as an Azure DevOps Server would on its own host: its
+    `/_git/` URL takes --provider azure. The PAT pushes; the cluster gets no Secret, and source-controller's Pod
+    gets the identity from the patched ServiceAccount and Deployment through the workload identity webhook."""
+    sandbox = cluster_sandbox
+    # The managed identity reads the repository (as a project reader it already may; said here explicitly).
+    world = sandbox.world
+    world.allow(
+        sandbox.workload_identity,
+        security.repository_token(sandbox.project.id, sandbox.repository.id),
+        security.GitPermission.GENERIC_READ,
+    )
+    monkeypatch.setenv("GIT_PASSWORD", sandbox.pat)
+
+    code, out, err = run(
+        capsys,
+        sandbox,
+        kubeconfig,
+        sample_file,
+        "--provider",
+        "azure",
+        "--azure-client-id",
+        sandbox.workload_client_id,
+    )
+
+    assert code == 0, err
+    lines = err.splitlines()
+    assert "✔ no source secret: source-controller signs in with workload identity (--provider azure)" in lines
+    assert lines[-1] == "✔ all components are healthy"
+    assert sandbox.pat not in out + err
+    kustomization = git(sandbox, "show", f"refs/heads/main:{PATH}/flux-system/kustomization.yaml")
+    assert f"azure.workload.identity/client-id: {sandbox.workload_client_id}" in kustomization
+
+    assert read_source_secret(cluster, "flux-system", "flux-system") is None
+    repository = cluster.get(SOURCE_API, "GitRepository", "flux-system", "flux-system")
+    assert repository is not None
+    assert repository["spec"]["provider"] == "azure" and "secretRef" not in repository["spec"]
+    assert repository["spec"]["url"] == sandbox.repo_url
+    assert ready_condition(repository)["status"] == "True"
+    assert repository["status"]["artifact"]["revision"] == f"main@sha1:{head(sandbox)}"
+    account = cluster.get("v1", "ServiceAccount", "source-controller", "flux-system")
+    assert account is not None
+    assert account["metadata"]["annotations"]["azure.workload.identity/client-id"] == sandbox.workload_client_id
+
+
+def test_workload_identity_without_read_on_the_repository_fails_fast_with_the_controllers_message(
+    cluster_sandbox: Sandbox,
+    kubeconfig: Path,
+    cluster: Cluster,
+    sample_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The identity signs in but may not read: source-controller's Ready=False ends the wait at once, with its
+    message and the health report, long before --timeout."""
+    sandbox = cluster_sandbox
+    sandbox.world.deny(
+        sandbox.workload_identity,
+        security.repository_token(sandbox.project.id, sandbox.repository.id),
+        security.GitPermission.GENERIC_READ,
+    )
+    monkeypatch.setenv("GIT_PASSWORD", sandbox.pat)
+
+    code, _, err = run(
+        capsys,
+        sandbox,
+        kubeconfig,
+        sample_file,
+        "--provider",
+        "azure",
+        "--azure-client-id",
+        sandbox.workload_client_id,
+        "--timeout",
+        "5m",
+    )
+
+    assert code == 1
+    repository = cluster.get(SOURCE_API, "GitRepository", "flux-system", "flux-system")
+    condition = ready_condition(repository)
+    assert condition["status"] == "False"
+    assert condition["message"] in err, "the controller's own message is shown"
+    lines = err.splitlines()
+    assert '◎ waiting for GitRepository "flux-system/flux-system" to be reconciled' in lines
+    assert "✔ GitRepository reconciled successfully" not in lines
+    assert lines[-1].startswith("✗ bootstrap failed: the GitRepository health check did not pass")
+    assert TIMEOUT_MESSAGE not in err
+
+
+# ----- SSH with a passphrase -----------------------------------------------------------------------------------
+
+
+def test_ssh_with_a_passphrase_protected_rsa_key_and_the_automatic_host_key_patch(
+    cluster_sandbox: Sandbox,
+    kubeconfig: Path,
+    cluster: Cluster,
+    sample_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No kustomization.yaml of the user's: the new one carries the Azure DevOps SSH patch (the sandbox's sshd
+    offers only rsa-sha2 host keys, as Azure DevOps Server does on its own host), so the simulated
+    source-controller, which offers only ssh-rsa without the patch, can fetch. The cluster stores the encrypted
+    key and its passphrase, as Flux does."""
+    sandbox = cluster_sandbox
+    if sandbox.ssh_url is None:
+        pytest.skip("the sandbox's SSH endpoint needs OpenSSH's sshd")
+    passphrase = "correct horse battery staple"
+    key = tmp_path / "keys" / "id_rsa_protected"
+    key.parent.mkdir()
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "rsa", "-b", "3072", "-N", passphrase, "-C", "protected", "-f", str(key)],
+        check=True,
+        capture_output=True,
+    )
+    public = Path(f"{key}.pub").read_text(encoding="utf-8").strip()
+    sandbox.world.add_ssh_key(sandbox.user, public)
+    monkeypatch.setenv("AZURE_DEVOPS_EXT_PAT", sandbox.pat)
+    monkeypatch.setattr(sys, "stdin", _Stdin(passphrase + "\n"))
+
+    code, out, err = run(
+        capsys,
+        sandbox,
+        kubeconfig,
+        sample_file,
+        "--url",
+        sandbox.ssh_url,
+        "--private-key-file",
+        str(key),
+        "--password-stdin",
+        "--ssh-known-hosts",
+        str(sandbox.known_hosts_path),
+        "--organization",
+        sandbox.org_url,
+    )
+
+    assert code == 0, err
+    assert f"✔ public key: {' '.join(public.split()[:2])}" in err.splitlines()
+    assert passphrase not in out + err and sandbox.pat not in out + err
+    kustomization = git(sandbox, "show", f"refs/heads/main:{PATH}/flux-system/kustomization.yaml")
+    assert HOSTKEY_PATCH in kustomization
+
+    deployment = cluster.get("apps/v1", "Deployment", "source-controller", "flux-system")
+    assert deployment is not None
+    assert HOSTKEY_PATCH in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    repository = cluster.get(SOURCE_API, "GitRepository", "flux-system", "flux-system")
+    assert repository is not None and repository["spec"]["url"] == sandbox.ssh_url
+    assert repository["status"]["artifact"]["revision"] == f"main@sha1:{head(sandbox)}"
+    secret = read_source_secret(cluster, "flux-system", "flux-system")
+    assert secret is not None
+    assert secret["identity"] == key.read_text(encoding="utf-8")
+    assert secret["password"] == passphrase
+    assert secret["known_hosts"].strip() == sandbox.known_hosts_path.read_text(encoding="utf-8").strip()
+
+
+# ----- a credential the cluster cannot use ---------------------------------------------------------------------
+
+
+class Recorder:
+    """A `bootstrap.Reporter` keeping the lines in the order they came, as the terminal would show them."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def action(self, message: str) -> None:
+        self.lines.append(f"► {message}")
+
+    def generate(self, message: str) -> None:
+        self.lines.append(f"✚ {message}")
+
+    def waiting(self, message: str) -> None:
+        self.lines.append(f"◎ {message}")
+
+    def success(self, message: str) -> None:
+        self.lines.append(f"✔ {message}")
+
+    def warning(self, message: str) -> None:
+        self.lines.append(f"⚠️ {message}")
+
+    def failure(self, message: str) -> None:
+        self.lines.append(f"✗ {message}")
+
+    def detail(self, text: str) -> None:
+        self.lines.extend(f"    {line}" for line in text.splitlines())
+
+
+def test_an_expired_pat_stored_in_the_cluster_fails_fast_with_the_controllers_message(
+    cluster_sandbox: Sandbox,
+    kubeconfig: Path,
+    cluster: Cluster,
+    sample_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run's own PAT is good (preflight, clone and pushes work), but the Secret gets one that has expired --
+    on the command line both are the same PAT, so the test builds the options itself. source-controller cannot
+    fetch; the wait ends with its message at once instead of sitting out the 5 minute --timeout."""
+    sandbox = cluster_sandbox
+    expired = sandbox.world.issue_pat(sandbox.user, FULL_SCOPES, expires=datetime.now(timezone.utc) - timedelta(days=1))
+    request = preflight_request(
+        AccessOptions(url=sandbox.repo_url, allow_insecure_http=True), environ={"GIT_PASSWORD": sandbox.pat}
+    )
+    sync = SyncOptions(url=sandbox.repo_url, path=PATH, allow_insecure_http=True)
+    options = BootstrapOptions(
+        url=request.url,
+        install=InstallOptions(),
+        sync=sync,
+        manifests=str(sample_file),
+        git_auth=request.git_auth,
+        api_token=request.token,
+        cluster_secret=token_secret(sync.secret_name, sync.namespace, expired),
+        identity=None,
+        cluster=ClusterAccess(kubeconfig),
+        timeout=300.0,
+    )
+    reporter = Recorder()
+
+    with pytest.raises(BootstrapFailed) as failed:
+        bootstrap(options, reporter)
+
+    assert failed.value.message.startswith("bootstrap failed: the GitRepository health check did not pass")
+    assert any(line.startswith("✔ preflight checks passed") for line in reporter.lines)
+    assert any(line.startswith("► pushing sync manifests") for line in reporter.lines)
+    repository = cluster.get(SOURCE_API, "GitRepository", "flux-system", "flux-system")
+    condition = ready_condition(repository)
+    assert condition["status"] == "False" and "authentication required" in condition["message"]
+    failures = [line for line in reporter.lines if line.startswith("✗")]
+    assert failures and condition["message"] in failures[0]
+    assert not any(TIMEOUT_MESSAGE in line for line in reporter.lines)
+    assert expired not in "\n".join(reporter.lines) and sandbox.pat not in "\n".join(reporter.lines)
+    result = failed.value.result
+    assert result is not None and result.secret == "created"
+    assert [h.ready for h in result.health if h.kind == "GitRepository"] == [False]
+    assert read_source_secret(cluster, "flux-system", "flux-system") == {"username": "git", "password": expired}
+
+
+# ----- concurrent writers --------------------------------------------------------------------------------------
+
+
+def test_two_clusters_bootstrapped_at_the_same_time_into_one_repository_both_land(
+    cluster_sandbox: Sandbox,
+    kubeconfig: Path,
+    sample_file: Path,
+    tmp_path: Path,
+) -> None:
+    """Two people bootstrap two clusters (each its own API server and Flux) into different paths of one
+    repository at once, as separate processes: whichever pushes second rebases on the first's commits, both end
+    healthy at a revision holding their own files, and no commit is lost."""
+    sandbox = cluster_sandbox
+    with running_sandbox(tmp_path / "second", kube=True, flux=True, deployment_ready_after=0.0) as second:
+        second_kubeconfig = bootstrapper_kubeconfig(second, tmp_path / "second.kubeconfig")
+        env = {**os.environ, "GIT_PASSWORD": sandbox.pat}
+        processes: list[subprocess.Popen[str]] = []
+        try:
+            for path, config in (("clusters/one", kubeconfig), ("clusters/two", second_kubeconfig)):
+                argv = [sys.executable, "-m", "flux_azdo", "bootstrap", "--url", sandbox.repo_url]
+                argv += ["--allow-insecure-http", "--manifests", str(sample_file), "--kubeconfig", str(config)]
+                argv += ["--path", path, "--timeout", "2m"]
+                processes.append(
+                    subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                )
+            outcomes = [(process.communicate(timeout=180), process.returncode) for process in processes]
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.communicate()
+
+        for (_, err), code in outcomes:
+            assert code == 0, err
+            assert err.splitlines()[-1] == "✔ all components are healthy"
+        subjects = git(sandbox, "log", "--format=%s", "refs/heads/main").splitlines()
+        assert len(subjects) == 4 and subjects.count("Add Flux sync manifests") == 2
+        files = git(sandbox, "ls-tree", "-r", "--name-only", "refs/heads/main").splitlines()
+        for path in ("clusters/one", "clusters/two"):
+            for name in ("gotk-components.yaml", "gotk-sync.yaml", "kustomization.yaml"):
+                assert f"{path}/flux-system/{name}" in files
+        for config, path in ((sandbox.kubeconfig_path, "./clusters/one"), (second.kubeconfig_path, "./clusters/two")):
+            with Cluster(ClusterAccess(config)) as connection:
+                found = connection.get("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "flux-system", "flux-system")
+                assert found is not None and found["spec"]["path"] == path
+                revision = found["status"]["lastAppliedRevision"]
+                sha = revision.removeprefix("main@sha1:")
+                assert sha in git(sandbox, "rev-list", "refs/heads/main").splitlines()
+                listed = git(sandbox, "ls-tree", "-r", "--name-only", sha).splitlines()
+                assert f"{path.removeprefix('./')}/flux-system/gotk-sync.yaml" in listed
