@@ -1,4 +1,5 @@
-"""Benchmarks: component generation, CLI start-up and the sandbox (goals: < 0.2 s, < 0.3 s, < 0.5 s).
+"""Benchmarks: component generation, CLI start-up, the sandbox and bootstrap (goals: < 0.2 s, < 0.3 s, < 0.5 s;
+Ready to our success line < 0.2 s).
 
 Run with `make bench`. Figures are wall-clock minimum and median over repeated runs on
 this machine; they are reported, not asserted, so a busy machine never fails a build.
@@ -6,13 +7,16 @@ this machine; they are reported, not asserted, so a busy machine never fails a b
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -74,6 +78,7 @@ def main() -> int:
     )
     sandbox_benchmarks()
     git_benchmarks()
+    bootstrap_benchmarks()
     return 0
 
 
@@ -218,6 +223,186 @@ def git_benchmarks() -> None:
         print(
             f"{label:<58} wall {wall * 1000:7.0f} ms   attempts max {attempts[-1]}, "
             f"median {statistics.median(attempts):.0f}, total {sum(attempts)}"
+        )
+
+
+class _TimedReporter:
+    """A TerminalReporter (into a buffer) that notes when each line was reported: the moment a user sees it."""
+
+    def __init__(self) -> None:
+        import io
+
+        from flux_azdo.console import TerminalReporter
+
+        self.lines: list[tuple[float, str]] = []
+        self._inner = TerminalReporter(io.StringIO())
+
+    def at(self, line: str) -> float:
+        return next(moment for moment, text in self.lines if text == line)
+
+    def _note(self, line: str) -> None:
+        self.lines.append((time.perf_counter(), line))
+
+    def action(self, message: str) -> None:
+        self._inner.action(message)
+        self._note(f"► {message}")
+
+    def generate(self, message: str) -> None:
+        self._inner.generate(message)
+        self._note(f"✚ {message}")
+
+    def waiting(self, message: str) -> None:
+        self._inner.waiting(message)
+        self._note(f"◎ {message}")
+
+    def success(self, message: str) -> None:
+        self._inner.success(message)
+        self._note(f"✔ {message}")
+
+    def warning(self, message: str) -> None:
+        self._inner.warning(message)
+        self._note(f"⚠️ {message}")
+
+    def failure(self, message: str) -> None:
+        self._inner.failure(message)
+        self._note(f"✗ {message}")
+
+    def detail(self, text: str) -> None:
+        self._inner.detail(text)
+
+
+class _AzureDevOpsRequests(logging.Handler):
+    """Counts the replies the sandbox's Azure DevOps server sent, from its request log (BaseHTTPRequestHandler's
+    `log_request` line, which it sends to the logger at debug level): REST calls and git smart HTTP apart."""
+
+    LOGGER = "flux_azdo.sandbox.azure_devops.server"
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.rest = self.git = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = record.getMessage()
+        if '"' not in line:
+            return
+        path = line.split('"')[1].split(" ")[1] if line.count('"') >= 2 else ""
+        if "/_git/" in path:
+            self.git += 1
+        elif "/_apis" in path:
+            self.rest += 1
+
+    def reset(self) -> None:
+        self.rest = self.git = 0
+
+
+def _timestamped(sandbox: Any) -> list[tuple[float, Any]]:
+    """The API server's records of what it answered, with the moment each was logged (after the write was stored,
+    before the reply went out). RequestRecord has no time of its own, so the log's `add` is wrapped here."""
+    seen: list[tuple[float, Any]] = []
+    log = sandbox.kube._log
+    original = log.add
+
+    def add(record: Any) -> None:
+        seen.append((time.perf_counter(), record))
+        original(record)
+
+    log.add = add
+    return seen
+
+
+def _stored_ready(seen: list[tuple[float, Any]], resource: str, before: float) -> float:
+    """When the status write our success line answered was stored: the last one of `resource` before the line."""
+    return max(
+        moment
+        for moment, record in seen
+        if record.resource == resource and record.subresource == "status" and record.is_write and moment <= before
+    )
+
+
+@dataclass
+class _Runs:
+    """What the bootstrap benchmark collects over its runs."""
+
+    walls: dict[str, list[float]] = field(default_factory=lambda: {"full": [], "rerun": []})
+    #: Per kind of run (the last run's; they do not vary): Kubernetes total, writes, discovery; REST; git.
+    counts: dict[str, tuple[int, int, int, int, int]] = field(default_factory=dict)
+    delays: dict[str, list[float]] = field(default_factory=lambda: {"GitRepository": [], "Kustomization": []})
+
+
+def _bootstrap_twice(directory: Path, sample: Path, counter: _AzureDevOpsRequests, runs: _Runs | None) -> None:
+    """A full bootstrap, then the same again, on a new sandbox (figures into `runs`; None: warm-up only)."""
+    from flux_azdo.bootstrap import bootstrap
+    from flux_azdo.demo import DEMO_USER, add_bootstrap_user, bootstrap_options, our_requests
+    from flux_azdo.sandbox.runtime import Sandbox, SandboxOptions
+
+    with Sandbox(directory, SandboxOptions(ssh=False, deployment_ready_after=0.0)) as sandbox:
+        options = bootstrap_options(sandbox, add_bootstrap_user(sandbox, directory / "bootstrapper.kubeconfig"), sample)
+        seen = _timestamped(sandbox)
+        for kind in ("full", "rerun"):
+            sandbox.kube.reset_requests()
+            counter.reset()
+            reporter = _TimedReporter()
+            start = time.perf_counter()
+            result = bootstrap(options, reporter)
+            wall = time.perf_counter() - start
+            if result.changed != (kind == "full"):
+                raise SystemExit(f"bootstrap benchmark: the {kind} run has changed={result.changed}")
+            if runs is None:
+                continue
+            runs.walls[kind].append(wall)
+            total, writes = our_requests(sandbox)
+            discovery = sum(1 for r in sandbox.kube.requests if r.user == DEMO_USER and not r.resource)
+            runs.counts[kind] = (total, writes, discovery, counter.rest, counter.git)
+            if kind == "full":
+                for name, resource in (("GitRepository", "gitrepositories"), ("Kustomization", "kustomizations")):
+                    shown = reporter.at(f"✔ {name} reconciled successfully")
+                    runs.delays[name].append(shown - _stored_ready(seen, resource, shown))
+
+
+def bootstrap_benchmarks(count: int = 5) -> None:
+    """A full bootstrap (empty repository, empty cluster) and a no-op re-run on the sandbox, simulator delays 0:
+    wall time, the requests each sends (Kubernetes: counted by the API server for the bootstrap's own user;
+    Azure DevOps: counted by its server, where git includes the simulator's fetches during the full run), and the
+    delay from the simulator storing GitRepository/Kustomization Ready to our success line (goal: < 0.2 s; the
+    Flux CLI polls every 2 s). Each full run gets a new sandbox; one extra run first warms imports and is dropped."""
+    import tempfile
+
+    counter = _AzureDevOpsRequests()
+    logger = logging.getLogger(_AzureDevOpsRequests.LOGGER)
+    logger.addHandler(counter)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    runs = _Runs()
+    previous_cache = os.environ.get("AZURE_DEVOPS_CACHE_DIR")
+    try:
+        with tempfile.TemporaryDirectory() as folder, sample_distribution_path() as sample:
+            # The SDK's location cache would otherwise keep every sandbox's URL in the user's cache folder.
+            os.environ["AZURE_DEVOPS_CACHE_DIR"] = str(Path(folder) / "sdk-cache")
+            for index in range(count + 1):
+                _bootstrap_twice(Path(folder) / str(index), sample, counter, runs if index else None)
+    finally:
+        if previous_cache is None:
+            os.environ.pop("AZURE_DEVOPS_CACHE_DIR", None)
+        else:
+            os.environ["AZURE_DEVOPS_CACHE_DIR"] = previous_cache
+        logger.removeHandler(counter)
+    for kind, label in (("full", "bootstrap: full run (empty repo + cluster)"), ("rerun", "bootstrap: no-op re-run")):
+        times = runs.walls[kind]
+        print(
+            f"{label:<58} min {min(times) * 1000:7.1f} ms   median {statistics.median(times) * 1000:7.1f} ms   "
+            f"({count} runs)"
+        )
+        total, writes, discovery, rest, git = runs.counts[kind]
+        simulator = " (incl. the simulator's fetches)" if kind == "full" else ""
+        print(
+            f"{'':<4}requests: Kubernetes {total} ({writes} writes, {discovery} discovery), "
+            f"Azure DevOps REST {rest}, git over HTTP {git}{simulator}"
+        )
+    for name, values in runs.delays.items():
+        label = f"{name} Ready stored -> our success line"
+        print(
+            f"{label:<58} min {min(values) * 1000:7.1f} ms   median {statistics.median(values) * 1000:7.1f} ms   "
+            f"max {max(values) * 1000:.1f} ms (goal < 200)"
         )
 
 

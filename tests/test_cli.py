@@ -205,18 +205,6 @@ def test_a_real_process_prints_no_traceback(tmp_path: Path, sample_file: Path) -
         capture_output=True, text=True, env=env, check=False,
     )  # fmt: skip
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and bad.stderr.count("\n") == 1
-    demo = subprocess.run(
-        [sys.executable, "-m", "flux_azdo", "demo"], capture_output=True, text=True, env=env, check=False
-    )
-    assert demo.returncode == 0, demo.stderr
-    assert "created clusters/demo/flux-system/gotk-components.yaml" in demo.stdout
-    assert "unchanged clusters/demo/flux-system/gotk-sync.yaml" in demo.stdout
-
-
-def test_demo_can_keep_its_output(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code, out, _ = run(capsys, "demo", "--output-dir", str(tmp_path))
-    assert code == 0 and (tmp_path / "clusters" / "demo" / "flux-system" / "kustomization.yaml").is_file()
-    assert "not real Flux" in out
 
 
 def test_an_unreadable_user_kustomization_is_never_overwritten(

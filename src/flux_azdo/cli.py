@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -22,6 +22,7 @@ from flux_azdo.errors import UsageError, UserError
 
 if TYPE_CHECKING:
     from flux_azdo.azdo.access import AccessOptions
+    from flux_azdo.azdo.preflight import CheckItem
     from flux_azdo.bootstrap import BootstrapOptions
     from flux_azdo.console import TerminalReporter
     from flux_azdo.manifests.install import InstallOptions
@@ -32,13 +33,20 @@ DEFAULT_COMPONENTS = "source-controller,kustomize-controller,helm-controller,not
 #: Seconds each call to Azure DevOps, git's connection and the API server may take within bootstrap's --timeout.
 _CALL_TIMEOUT = 30.0
 _STATUS_WORDS = {"create": "created", "update": "updated", "unchanged": "unchanged", "keep": "kept"}
+#: `plan --diff-lines` default (flux_azdo.plan.DEFAULT_DIFF_LINES; repeated here to keep start-up light).
+DEFAULT_DIFF_LINES = 200
+#: Commands whose exit code 2 means "something would change" (`plan`): their usage mistakes exit 1 instead.
+_EXIT_2_MEANS_CHANGES = frozenset({"flux-azdo plan"})
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line on stderr and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+        error = UsageError(f"{message} (see '{self.prog} --help')")
+        if self.prog in _EXIT_2_MEANS_CHANGES:
+            error.exit_code = 1
+        raise error
 
 
 def _bool(text: str) -> bool:
@@ -155,6 +163,9 @@ def _add_sync_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Light at import (they import what they run inside their handlers), and they use this module's helpers.
+    from flux_azdo import demo, rotate, uninstall
+
     parser = _Parser(
         prog="flux-azdo",
         description="Bootstrap Flux on AKS with an Azure DevOps Git repository as the source of truth.",
@@ -183,34 +194,54 @@ def build_parser() -> argparse.ArgumentParser:
     _add_install_flags(generate)
     generate.set_defaults(handler=_cmd_generate)
 
-    demo = commands.add_parser(
-        "demo",
-        help="run the main job on the bundled sample (no network)",
-        description="Generate the bootstrap files from the bundled sample distribution and show them.",
-    )
-    demo.add_argument(
-        "--output-dir",
-        type=Path,
-        default=None,
-        help="keep the result here (default: a temporary folder, removed afterwards)",
-    )
-    demo.set_defaults(handler=_cmd_demo)
     check = commands.add_parser(
         "check",
         help="check credentials, repository and permissions before a bootstrap (reads only)",
         description="Check, without changing anything, that a bootstrap to --url can succeed: who the credential "
         "belongs to, whether the project, repository and branch exist or may be created, the Git permissions and "
-        "PAT scopes the run needs, branch policies, and git access. Every problem comes with its fix. "
-        "Exit code 0: ready; 1: blocked.",
+        "PAT scopes the run needs, branch policies, and git access; with --kubeconfig, --context or --cluster also "
+        "the cluster: the API server answers, its Kubernetes version suits the Flux version, the user may create "
+        "what bootstrap creates, an existing Flux and who manages it, and a Kustomization syncing another path. "
+        "Every problem comes with its fix. Exit code 0: ready; 1: blocked.",
     )
     _add_access_flags(check)
     check.add_argument(
         "-o", "--output", default="text", choices=("text", "json"), help="text (default) or json on stdout"
     )
+    _add_check_cluster_flags(check)
     check.set_defaults(handler=_cmd_check)
     _add_bootstrap_command(commands)
+    _add_plan_command(commands)
     _add_sandbox_commands(commands)
+    uninstall.register(commands)
+    rotate.register(commands)
+    demo.register(commands)
     return parser
+
+
+def _add_check_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    """`check`'s cluster half: off unless asked, since most checks of the repository need no cluster at all."""
+    group = parser.add_argument_group("cluster (checked when --kubeconfig, --context or --cluster is given)")
+    group.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also check the cluster of $KUBECONFIG, else ~/.kube/config, else the in-cluster service account",
+    )
+    _add_cluster_flags(group)
+    group.add_argument(
+        "-n",
+        "--namespace",
+        default=None,
+        help="namespace bootstrap would install Flux in (default flux-system, or $FLUX_SYSTEM_NAMESPACE)",
+    )
+    group.add_argument(
+        "--name", default=None, help="name of the GitRepository and Kustomization (default: the namespace)"
+    )
+    group.add_argument("--path", default="", help="the --path bootstrap would use (for the path guard)")
+    group.add_argument("-v", "--version", help="Flux version bootstrap would install (default: the tested release)")
+    group.add_argument(
+        "--force", action="store_true", help="as bootstrap's --force: a Flux managed by something else is a warning"
+    )
 
 
 def _add_access_flags(
@@ -301,12 +332,53 @@ def _add_bootstrap_command(commands: Any) -> None:
         "changes nothing unless something changed. Exit code 0: Flux runs the pushed commit; 1: stopped (see "
         "the lines on stderr).",
     )
-    _add_sync_flags(bootstrap)
-    _add_install_flags(bootstrap)
-    _add_access_flags(bootstrap, repository_flags=False, call_timeout=False)
-    group = bootstrap.add_argument_group("cluster and run")
-    group.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
-    group.add_argument("--context", help="kubeconfig context (default: its current-context)")
+    _add_bootstrap_flags(bootstrap, output_help="json: a report of the run on stdout")
+    bootstrap.set_defaults(handler=_cmd_bootstrap)
+
+
+def _add_plan_command(commands: Any) -> None:
+    plan = commands.add_parser(
+        "plan",
+        help="show what bootstrap would change in the repository and the cluster, changing nothing",
+        description="Take the same flags as bootstrap and show what it would change, writing nothing: in the "
+        "repository a unified diff per file of <path>/<namespace>/ (create, update or unchanged), in the cluster "
+        "create, update or unchanged per object from a server-side dry run, and whether the source secret would "
+        "be created or updated (its values are never shown). The preflight runs first, as in bootstrap. The "
+        "repository is cloned into a temporary folder; the only requests to the cluster that are not reads are "
+        "dry runs and access reviews. Exit code 0: nothing would change; 2: something would; 1: an error, or "
+        "bootstrap would stop (see the lines on stderr).",
+    )
+    _add_bootstrap_flags(plan, output_help="json: the plan on stdout (the diffs included)")
+    plan.add_argument(
+        "--diff-lines",
+        type=_diff_lines,
+        default=DEFAULT_DIFF_LINES,
+        metavar="N|all",
+        help=f"text output: show at most N lines of each file's diff (default {DEFAULT_DIFF_LINES}; 0: no diffs; "
+        "all: every line)",
+    )
+    plan.set_defaults(handler=_cmd_plan)
+
+
+def _diff_lines(text: str) -> int | None:
+    if text.strip().lower() == "all":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of lines: give N (0 or more) or 'all'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative: give N (0 or more) or 'all'")
+    return value
+
+
+def _add_bootstrap_flags(parser: argparse.ArgumentParser, *, output_help: str) -> None:
+    """The flags of `bootstrap`, shared with `plan` so that a plan is run by changing only the command's name."""
+    _add_sync_flags(parser)
+    _add_install_flags(parser)
+    _add_access_flags(parser, repository_flags=False, call_timeout=False)
+    group = parser.add_argument_group("cluster and run")
+    _add_cluster_flags(group)
     group.add_argument(
         "--kustomize",
         type=Path,
@@ -326,10 +398,12 @@ def _add_bootstrap_command(commands: Any) -> None:
         "--commit-message-appendix", default="", help="text added to the commit messages, e.g. '[skip ci]'"
     )
     _add_bool(group, "--silent", False, "accepted for `flux bootstrap git` compatibility: flux-azdo never asks")
-    group.add_argument(
-        "-o", "--output", default="text", choices=("text", "json"), help="json: a report of the run on stdout"
-    )
-    bootstrap.set_defaults(handler=_cmd_bootstrap)
+    group.add_argument("-o", "--output", default="text", choices=("text", "json"), help=output_help)
+
+
+def _add_cluster_flags(group: argparse._ActionsContainer) -> None:
+    group.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+    group.add_argument("--context", help="kubeconfig context (default: its current-context)")
 
 
 def _folder(text: str) -> Path:
@@ -533,46 +607,6 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_tree(root: Path) -> None:
-    for path in sorted(root.rglob("*")):
-        depth = len(path.relative_to(root).parts) - 1
-        size = f"  ({path.stat().st_size} bytes)" if path.is_file() else "/"
-        print(f"{'  ' * depth}{path.name}{size}")
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    import shutil
-    import tempfile
-
-    from flux_azdo.console import TerminalReporter
-    from flux_azdo.manifests.install import InstallOptions
-    from flux_azdo.manifests.sync import SyncOptions
-    from flux_azdo.sandbox import sample_distribution_path
-
-    reporter = TerminalReporter(sys.stdout)
-    keep = args.output_dir is not None
-    root = args.output_dir if keep else Path(tempfile.mkdtemp(prefix="flux-azdo-demo-"))
-    try:
-        with sample_distribution_path() as sample:
-            install = InstallOptions(components_extra=("image-reflector-controller", "image-automation-controller"))
-            sync = SyncOptions(url="https://dev.azure.com/contoso/platform/_git/fleet-infra", path="clusters/demo")
-            print("flux-azdo demo: the files `flux bootstrap git` would commit, from the bundled sample")
-            print("distribution (not real Flux), for https://dev.azure.com/contoso/platform/_git/fleet-infra\n")
-            plan = _generate(root, install, sync, str(sample), reporter)
-            print(f"\n{root}/")
-            _print_tree(root)
-            sync_file = next(f for f in plan.files if f.path.endswith("gotk-sync.yaml"))
-            print(f"\n{sync_file.path}:\n{sync_file.content}")
-            print("Running the same generation again changes nothing:")
-            _generate(root, install, sync, str(sample), reporter)
-    finally:
-        if not keep:
-            shutil.rmtree(root, ignore_errors=True)
-    if keep:
-        print(f"\nThe files are in {root}.")
-    return 0
-
-
 def _access_options(args: argparse.Namespace, *, timeout: str | None = None) -> AccessOptions:
     """The access flags of `check` and `bootstrap` as `flux_azdo.azdo.access` takes them."""
     from flux_azdo.azdo.access import AccessOptions
@@ -603,8 +637,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from flux_azdo.azdo.preflight import render_text, run_preflight
     from flux_azdo.console import TerminalReporter
 
+    reporter = TerminalReporter()
     try:
-        request = preflight_request(_access_options(args), warn=TerminalReporter().warning)
+        request = preflight_request(_access_options(args), warn=reporter.warning)
+        target = _cluster_target(args, reporter) if _cluster_asked(args) else None
     except UserError as error:
         if args.output == "json":
             # Scripts read stdout: they get a document for a mistake too (the line still goes to stderr).
@@ -613,12 +649,90 @@ def _cmd_check(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         raise
     report = run_preflight(request)
+    if target is not None:
+        report = replace(report, items=(*report.items, *_cluster_check_items(args, target)))
     if args.output == "json":
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:
         sys.stdout.write(render_text(report))
     sys.stdout.flush()
     return 0 if report.can_proceed else 1
+
+
+def _cluster_asked(args: argparse.Namespace) -> bool:
+    return bool(args.cluster or args.kubeconfig is not None or args.context is not None)
+
+
+@dataclass(frozen=True)
+class _ClusterTarget:
+    """What `check` asks the cluster about: the namespace, name, path and Flux version of the bootstrap to come."""
+
+    namespace: str
+    name: str
+    path: str
+    version: str
+
+
+def _cluster_target(args: argparse.Namespace, reporter: TerminalReporter) -> _ClusterTarget:
+    from flux_azdo.manifests.flags import validate_namespace, validate_object_name
+    from flux_azdo.manifests.paths import repository_path
+    from flux_azdo.sources import DEFAULT_FLUX_VERSION
+
+    namespace = _namespace(args, reporter)
+    validate_namespace(namespace)
+    name = args.name or namespace
+    validate_object_name(name, "--name")
+    return _ClusterTarget(namespace, name, repository_path(args.path), args.version or DEFAULT_FLUX_VERSION)
+
+
+def _cluster_check_items(args: argparse.Namespace, target: _ClusterTarget) -> list[CheckItem]:
+    """`cluster_checks` for the bootstrap these flags describe; a cluster that cannot be reached is one failed item."""
+    from flux_azdo.azdo.access import parse_timeout
+    from flux_azdo.azdo.preflight import CheckItem
+    from flux_azdo.cluster.checks import cluster_checks
+    from flux_azdo.cluster.client import Cluster, ClusterAccess
+
+    try:
+        cluster = Cluster(ClusterAccess(args.kubeconfig, args.context, parse_timeout(args.timeout)))
+    except UserError as error:
+        why = "not checked: no cluster to ask"
+        keys = ("kubernetes-version", "cluster-rbac", "existing-flux", "path-guard")
+        return [CheckItem("cluster", "fail", error.message, fix=error.fix), *(CheckItem(k, "skip", why) for k in keys)]
+    with cluster:
+        return cluster_checks(
+            cluster,
+            namespace=target.namespace,
+            name=target.name,
+            path=target.path,
+            flux_version=target.version,
+            force=args.force,
+        )
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    """Exit 0: nothing would change; 2: something would; 1: an error (also for usage mistakes, see `_Parser`)."""
+    import json
+
+    from flux_azdo.console import TerminalReporter
+    from flux_azdo.plan import plan, render_plan
+
+    reporter = TerminalReporter()
+    try:
+        result = plan(_bootstrap_options(args, reporter), reporter)
+    except UserError as failure:
+        if args.output == "json":
+            document = {"error": failure.message, "fix": failure.fix}
+            sys.stdout.write(json.dumps(document, indent=2) + "\n")
+            sys.stdout.flush()
+        if failure.exit_code != 1:  # a UsageError (2) would read as "something would change"
+            raise UserError(failure.message, fix=failure.fix) from None
+        raise
+    if args.output == "json":
+        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(render_plan(result, diff_lines=args.diff_lines))
+    sys.stdout.flush()
+    return result.exit_code
 
 
 def _cmd_bootstrap(args: argparse.Namespace) -> int:

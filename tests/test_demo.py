@@ -1,0 +1,163 @@
+"""`flux-azdo demo` as a new user runs it (`make demo`): a real process, an empty HOME, no credentials, no network.
+
+The demo starts the sandbox, bootstraps Flux into it twice and takes it all down again. These tests read what a
+user reads (its output) and then look for what it could have left behind: its folder, files in HOME or the temp
+folder, processes (sshd, git, the servers' threads die with the process, sshd does not). Ctrl-C and SIGTERM in the
+middle of the bootstrap must clean up the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support.leftovers import live_pids, wait_for_cleanup
+
+#: Variables that would point the demo at something other than its own sandbox, or hand it a credential.
+FOREIGN_VARIABLES = (
+    "GIT_PASSWORD",
+    "AZURE_DEVOPS_EXT_PAT",
+    "SYSTEM_ACCESSTOKEN",
+    "KUBECONFIG",
+    "AZURE_DEVOPS_CACHE_DIR",
+)
+#: A sandbox PAT: 52 characters of base32 (sandbox/world.py `issue_pat`).
+PAT = re.compile(r"\b[a-z2-7]{52}\b")
+RERUN = re.compile(r"^✔ re-run: 0 commits, 0 write requests to the API server \((\d+) requests in all\)", re.M)
+FIRST_RUN = re.compile(r"^That run: 2 commits; (\d+) requests to the API server, (\d+) of them writes\.$", re.M)
+STARTING = re.compile(r"^► starting the sandbox in (\S+)$", re.M)
+
+
+def demo_command() -> list[str]:
+    """`flux-azdo` as `make demo` runs it (the venv's script), else the module."""
+    script = Path(sys.executable).with_name("flux-azdo")
+    return [str(script), "demo"] if script.exists() else [sys.executable, "-m", "flux_azdo", "demo"]
+
+
+def fresh_environment(tmp_path: Path) -> dict[str, str]:
+    """A new user's: empty HOME and temp folder (both checked afterwards), no credential, git isolated."""
+    home, temp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    temp.mkdir()
+    env = {name: value for name, value in os.environ.items() if name not in FOREIGN_VARIABLES}
+    env.update(
+        HOME=str(home),
+        TMPDIR=str(temp),
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_TERMINAL_PROMPT="0",
+        PYTHONUNBUFFERED="1",
+        PYTHONDONTWRITEBYTECODE="1",
+        PYTHONPATH=os.pathsep.join(sys.path),
+    )
+    return env
+
+
+def assert_nothing_left(tmp_path: Path, before: set[int], folder: str) -> None:
+    assert not Path(folder).exists()
+    assert sorted(p.name for p in (tmp_path / "tmp").iterdir()) == []
+    assert sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "home").rglob("*")) == []
+    processes, _ = wait_for_cleanup(before, str(tmp_path))
+    assert processes == []
+
+
+def test_the_demo_bootstraps_flux_shows_the_result_and_a_rerun_that_changes_nothing_then_cleans_up(
+    tmp_path: Path,
+) -> None:
+    before = live_pids()
+    demo = subprocess.run(
+        demo_command(),
+        capture_output=True,
+        text=True,
+        env=fresh_environment(tmp_path),
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+        check=False,
+    )
+    out = demo.stdout
+
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert demo.stderr == ""
+    starting = STARTING.search(out)
+    assert starting is not None
+    lines = out.splitlines()
+    for line in (
+        "✔ Flux controller simulator running",
+        '✔ committed component manifests to "main"',
+        '✔ committed sync manifests to "main"',
+        "✔ installed components",
+    ):
+        assert sum(1 for text in lines if text.startswith(line)) == 1, line
+    for line in (
+        "✔ preflight checks passed",
+        "✔ GitRepository reconciled successfully",
+        "✔ Kustomization reconciled successfully",
+        "✔ all components are healthy",
+    ):
+        assert sum(1 for text in lines if text.startswith(line)) == 2, line
+    rerun = out.index("2. The same command again")
+    assert "✔ component manifests are up to date" in out[rerun:]
+    assert "✔ sync manifests are up to date" in out[rerun:]
+    assert "committed" not in out[rerun:]
+
+    for name in ("gotk-components.yaml", "gotk-sync.yaml", "kustomization.yaml"):
+        assert f"    clusters/demo/flux-system/{name}  (" in out
+    assert "      path: ./clusters/demo" in out  # gotk-sync.yaml as committed
+    head = re.search(r"^    ([0-9a-f]{7,}) Add Flux sync manifests$", out, re.M)
+    assert head is not None
+    for kind in ("gitrepository", "kustomization"):
+        row = next(line for line in lines if line.startswith(f"    {kind}/flux-system"))
+        assert f"main@sha1:{head.group(1)}" in row and "  false  " in row and "  True  " in row
+
+    first = FIRST_RUN.search(out)
+    assert first is not None and int(first.group(2)) > 0, "the first run writes: the re-run's 0 could be wrong"
+    second = RERUN.search(out)
+    assert second is not None and int(second.group(1)) > 0, "the re-run reads the cluster"
+    assert lines[-1] == f"✔ sandbox stopped, {starting.group(1)} removed: nothing is left running or on disk"
+    assert "<the sandbox PAT>" in out and PAT.search(out) is None
+    assert_nothing_left(tmp_path, before, starting.group(1))
+
+
+@pytest.mark.parametrize(
+    ("number", "code", "said"),
+    [(signal.SIGINT, 130, "✗ interrupted"), (signal.SIGTERM, 143, "✗ stopped by SIGTERM")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_interrupting_the_demo_during_the_bootstrap_still_stops_the_sandbox_and_removes_its_folder(
+    tmp_path: Path, number: int, code: int, said: str
+) -> None:
+    before = live_pids()
+    process = subprocess.Popen(
+        demo_command(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=fresh_environment(tmp_path),
+    )
+    seen: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.append(line)
+            if line.startswith("► cloning"):  # inside the first bootstrap, the sandbox up
+                break
+        process.send_signal(number)
+        rest, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    out = "".join(seen) + rest
+
+    assert process.returncode == code, out + err
+    assert err.splitlines()[-1] == said
+    assert "► stopping the sandbox" in out
+    starting = STARTING.search(out)
+    assert starting is not None
+    assert_nothing_left(tmp_path, before, starting.group(1))
