@@ -510,3 +510,27 @@ def test_repository_flags_without_remove_manifests_are_a_usage_error(capsys: pyt
     code, _, err = run(capsys, "uninstall", "--silent", "--url", "https://dev.azure.com/o/p/_git/r")
     assert code == 2
     assert "--url applies with --remove-manifests only" in err
+
+
+def test_a_namespace_without_flux_stops_before_anything_is_changed(
+    cluster_sandbox: Sandbox,
+    kubeconfig: Path,
+    cluster: Cluster,
+    sample_file: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`flux uninstall -n typo` deletes every Flux object and CRD of the cluster; we stop and name the namespace."""
+    bootstrap(capsys, cluster_sandbox, kubeconfig, sample_file)
+    assert cluster_sandbox.kube is not None
+    cluster_sandbox.kube.reset_requests()
+    crds = flux_crds(cluster)
+
+    code, _, err = run(capsys, "uninstall", "--silent", "-n", "flux-sytem", "--kubeconfig", str(kubeconfig))
+
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (
+        "✗ found no Flux controllers in namespace flux-sytem (Flux runs in: flux-system): nothing was changed: "
+        "pass --namespace flux-system; --force removes the Flux objects and custom resource definitions anyway"
+    )
+    assert writes(cluster_sandbox) == []
+    assert flux_crds(cluster) == crds

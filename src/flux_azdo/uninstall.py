@@ -146,6 +146,7 @@ def uninstall(options: UninstallOptions, reporter: Reporter) -> UninstallResult:
     result = UninstallResult()
     with Cluster(options.cluster) as cluster, contextlib.ExitStack() as stack:
         _refuse_other_managers(cluster, options)
+        _refuse_a_namespace_without_flux(cluster, options)
         kinds = flux_kinds(cluster)
         folder = None
         workspace = None
@@ -165,6 +166,24 @@ def uninstall(options: UninstallOptions, reporter: Reporter) -> UninstallResult:
             result.commit = _remove_manifests(workspace, folder, options.manifests, reporter)
     reporter.success("uninstall finished")
     return result
+
+
+def _refuse_a_namespace_without_flux(cluster: Cluster, options: UninstallOptions) -> None:
+    """A mistyped `--namespace` must not go on to delete every Flux object and CRD of the cluster (flux does):
+    without `--force`, stop when Flux's controllers run in other namespaces but not in the one named. (With no
+    controllers anywhere the run goes on: it removes leftovers, and a second uninstall is a no-op.)"""
+    deployments = NAMESPACED_COMPONENTS[0]
+    selector = f"{PART_OF}=flux"
+    if options.force or _list(cluster, deployments, options.namespace, selector)[0]:
+        return
+    elsewhere = sorted({str(d["metadata"].get("namespace")) for d in _list(cluster, deployments, None, selector)[0]})
+    if elsewhere:
+        raise UserError(
+            f"found no Flux controllers in namespace {options.namespace} (Flux runs in: {', '.join(elsewhere)}): "
+            "nothing was changed",
+            fix=f"pass --namespace {elsewhere[0]}; --force removes the Flux objects and custom resource definitions "
+            "anyway",
+        )
 
 
 def flux_kinds(cluster: Cluster) -> list[tuple[Kind, str]]:
