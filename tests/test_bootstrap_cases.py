@@ -19,16 +19,19 @@ from pathlib import Path
 import pytest
 
 from flux_azdo.azdo.access import AccessOptions, preflight_request
-from flux_azdo.bootstrap import BootstrapFailed, BootstrapOptions, bootstrap
+from flux_azdo.bootstrap import BootstrapFailed, BootstrapOptions, Deadline, bootstrap
+from flux_azdo.bootstrap_steps.health import IncludesOurs
 from flux_azdo.cli import main
 from flux_azdo.cluster.client import Cluster, ClusterAccess
 from flux_azdo.cluster.secrets import read_source_secret
+from flux_azdo.git import Change, Workspace
 from flux_azdo.manifests.install import InstallOptions
 from flux_azdo.manifests.sourcesecret import token_secret
 from flux_azdo.manifests.sync import SyncOptions
 from flux_azdo.sandbox.azure_devops import security
 from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import FULL_SCOPES, Sandbox
+from support.azdo_world import GitCli
 from support.sandboxes import running_sandbox
 
 CREDENTIAL_VARIABLES = ("GIT_PASSWORD", "AZURE_DEVOPS_EXT_PAT", "SYSTEM_ACCESSTOKEN", "KUBECONFIG")
@@ -390,7 +393,9 @@ def test_two_clusters_bootstrapped_at_the_same_time_into_one_repository_both_lan
 ) -> None:
     """Two people bootstrap two clusters (each its own API server and Flux) into different paths of one
     repository at once, as separate processes: whichever pushes second rebases on the first's commits, both end
-    healthy at a revision holding their own files, and no commit is lost."""
+    healthy at a revision holding their own files, and no commit is lost. A cluster may first see the other
+    run's later commit (which holds ours): that counts, and the run says so (made certain in
+    `test_a_later_commit_pushed_on_top_of_ours_before_flux_fetches_counts_as_reconciled`)."""
     sandbox = cluster_sandbox
     with running_sandbox(tmp_path / "second", kube=True, flux=True, deployment_ready_after=0.0) as second:
         second_kubeconfig = bootstrapper_kubeconfig(second, tmp_path / "second.kubeconfig")
@@ -411,9 +416,16 @@ def test_two_clusters_bootstrapped_at_the_same_time_into_one_repository_both_lan
                     process.kill()
                     process.communicate()
 
-        for (_, err), code in outcomes:
+        for ((_, err), code), path in zip(outcomes, ("clusters/one", "clusters/two"), strict=True):
             assert code == 0, err
-            assert err.splitlines()[-1] == "✔ all components are healthy"
+            lines = err.splitlines()
+            assert lines[-1] == "✔ all components are healthy"
+            (reconciled,) = [line for line in lines if line.startswith("✔ GitRepository reconciled successfully")]
+            if reconciled != "✔ GitRepository reconciled successfully":  # at the other run's later commit
+                later = reconciled.removeprefix("✔ GitRepository reconciled successfully (at main@sha1:")
+                later = later.removesuffix(", which includes ours)")
+                listed = git(sandbox, "ls-tree", "-r", "--name-only", later).splitlines()
+                assert f"{path}/flux-system/gotk-sync.yaml" in listed, reconciled
         subjects = git(sandbox, "log", "--format=%s", "refs/heads/main").splitlines()
         assert len(subjects) == 4 and subjects.count("Add Flux sync manifests") == 2
         files = git(sandbox, "ls-tree", "-r", "--name-only", "refs/heads/main").splitlines()
@@ -429,3 +441,113 @@ def test_two_clusters_bootstrapped_at_the_same_time_into_one_repository_both_lan
                 assert sha in git(sandbox, "rev-list", "refs/heads/main").splitlines()
                 listed = git(sandbox, "ls-tree", "-r", "--name-only", sha).splitlines()
                 assert f"{path.removeprefix('./')}/flux-system/gotk-sync.yaml" in listed
+
+
+class PushesAfterUs(Recorder):
+    """A Reporter that, the moment our sync commit is pushed (before the cluster is told about it), has someone
+    else push a commit on top of ours: source-controller then only ever sees that later commit."""
+
+    def __init__(self, sandbox: Sandbox, tmp: Path) -> None:
+        super().__init__()
+        self.sandbox = sandbox
+        self.tmp = tmp
+        self.ours = ""
+        self.theirs = ""
+
+    def action(self, message: str) -> None:
+        super().action(message)
+        if message.startswith("pushing sync manifests") and not self.theirs:
+            self.ours = head(self.sandbox)
+            git_cli = GitCli(self.tmp, self.sandbox.pat)
+            git_cli.clone(self.sandbox.repo_url, "someone-else")
+            self.theirs = git_cli.commit("someone-else", "apps/README.md", "not Flux's\n", "Someone else's change")
+            pushed = git_cli.push("someone-else", "HEAD:refs/heads/main")
+            assert pushed.returncode == 0, pushed.stderr
+
+
+def bootstrap_options(sandbox: Sandbox, kubeconfig: Path, sample_file: Path, *, timeout: float) -> BootstrapOptions:
+    """What `flux-azdo bootstrap --url <sandbox> --path clusters/sandbox` builds, with the run's PAT stored."""
+    request = preflight_request(
+        AccessOptions(url=sandbox.repo_url, allow_insecure_http=True), environ={"GIT_PASSWORD": sandbox.pat}
+    )
+    sync = SyncOptions(url=sandbox.repo_url, path=PATH, allow_insecure_http=True)
+    return BootstrapOptions(
+        url=request.url,
+        install=InstallOptions(),
+        sync=sync,
+        manifests=str(sample_file),
+        git_auth=request.git_auth,
+        api_token=request.token,
+        cluster_secret=token_secret(sync.secret_name, sync.namespace, sandbox.pat),
+        identity=None,
+        cluster=ClusterAccess(kubeconfig),
+        timeout=timeout,
+    )
+
+
+def test_a_later_commit_pushed_on_top_of_ours_before_flux_fetches_counts_as_reconciled(
+    cluster_sandbox: Sandbox,
+    kubeconfig: Path,
+    cluster: Cluster,
+    sample_file: Path,
+    tmp_path: Path,
+) -> None:
+    """Flux waits for the cluster to be at exactly its pushed head, so a push by someone else in between makes
+    it wait until the timeout (the flake of two concurrent bootstraps). The later commit holds ours: the cluster
+    runs what we pushed, and the run says at which revision it is."""
+    sandbox = cluster_sandbox
+    reporter = PushesAfterUs(sandbox, tmp_path / "other")
+    (tmp_path / "other").mkdir()
+
+    result = bootstrap(bootstrap_options(sandbox, kubeconfig, sample_file, timeout=120.0), reporter)
+
+    ours, theirs = reporter.ours, reporter.theirs
+    assert ours and theirs and head(sandbox) == theirs
+    assert result.revision == f"main@sha1:{ours}"
+    later = f"main@sha1:{theirs}"
+    lines = reporter.lines
+    assert f"✔ GitRepository reconciled successfully (at {later}, which includes ours)" in lines
+    assert f"✔ Kustomization reconciled successfully (at {later}, which includes ours)" in lines
+    assert lines[-1] == "✔ all components are healthy"
+    repository = cluster.get(SOURCE_API, "GitRepository", "flux-system", "flux-system")
+    assert repository is not None and repository["status"]["artifact"]["revision"] == later
+    sources = {h.kind: h.revision for h in result.health if h.kind in ("GitRepository", "Kustomization")}
+    assert sources == {"GitRepository": later, "Kustomization": later}
+
+
+def test_includes_ours_answers_from_the_branch_and_leaves_the_checkout_as_it_was(
+    azdo_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The question the waits ask about a revision other than ours, answered from the run's clone: a commit
+    pushed on top of ours (fetched for the purpose) is a yes; an older commit, a commit of another branch, one
+    that does not exist and anything but a `<branch>@sha1:<sha>` of our branch are a no."""
+    sandbox = azdo_sandbox
+    request = preflight_request(
+        AccessOptions(url=sandbox.repo_url, allow_insecure_http=True), environ={"GIT_PASSWORD": sandbox.pat}
+    )
+    someone = GitCli(tmp_path, sandbox.pat)
+    reporter = Recorder()
+    with Workspace(sandbox.repo_url, "main", request.git_auth, temp_parent=tmp_path / "work") as workspace:
+        older = workspace.publish(lambda root: [Change("before", {"a.txt": "a\n"})]).head
+        ours = workspace.publish(lambda root: [Change("ours", {"b.txt": "b\n"})]).head
+        assert older and ours and older != ours
+        someone.clone(sandbox.repo_url, "someone")
+        later = someone.commit("someone", "c.txt", "c\n", "on top of ours")
+        assert someone.push("someone", "HEAD:refs/heads/main").returncode == 0
+        someone.run("checkout", "--quiet", "--orphan", "elsewhere", cwd=tmp_path / "someone", check=True)
+        unrelated = someone.commit("someone", "d.txt", "d\n", "another branch")
+        assert someone.push("someone", "HEAD:refs/heads/elsewhere").returncode == 0
+
+        includes = IncludesOurs(workspace, "main", ours, Deadline(60.0), reporter)
+        assert includes(f"main@sha1:{later}")
+        assert includes(f"main@sha1:{ours}")
+        assert not includes(f"main@sha1:{older}")
+        assert not includes(f"main@sha1:{unrelated}")
+        assert not includes(f"main@sha1:{'f' * 40}")
+        assert not includes(f"elsewhere@sha1:{later}")
+        assert not includes(f"main@sha1:--{later[2:]}")
+        assert not includes(later)
+        assert workspace.includes(ours, later) and not workspace.includes(later, ours)
+        # The checkout is still at our commit, with our files only.
+        assert workspace.head == ours and workspace.read("c.txt") is None and workspace.read("b.txt") == "b\n"
+    assert reporter.lines == []

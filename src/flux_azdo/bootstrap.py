@@ -11,7 +11,10 @@ the waits. What we add, and why:
 - a user's kustomization.yaml lacking a patch the run needs is reported before anything is pushed;
 - both pushes survive concurrent writers (`git.Workspace.publish`); one `--timeout` bounds the whole run;
 - the pipeline's job token (and an Entra token) is never stored in the cluster (`bootstrap_steps.credentials`);
-- after a push to an existing GitRepository, a reconcile is requested so the wait does not sit out `interval`.
+- after a push to an existing GitRepository, a reconcile is requested so the wait does not sit out `interval`;
+- the waits take a later commit of the branch that has ours in its history as success (somebody pushed on top of
+  ours before the cluster fetched); Flux waits for exactly its own head until the timeout. The clone stays open
+  until the waits end, to answer that question.
 """
 
 from __future__ import annotations
@@ -193,22 +196,25 @@ def bootstrap(options: BootstrapOptions, reporter: Reporter) -> BootstrapResult:
             sync = repository.publish_sync(options, planner, workspace, reporter)
             applied = install.apply_sync(options, cluster, planner, workspace, reporter, deadline)
             head = workspace.head
-        if head is None:
-            raise BootstrapFailed(f'branch "{options.branch}" has no commit after the push: run the command again')
-        pushed = components is not None or sync is not None or secret in ("created", "updated")
-        requested_at = install.request_reconcile(options, cluster, applied, pushed)
-        revision = f"{options.branch}@sha1:{head}"
-        result = BootstrapResult(
-            version=distribution.version,
-            components_commit=components,
-            sync_commit=sync,
-            revision=revision,
-            files=planner.files(),
-            applied=tuple(applied),
-            secret=secret,
-            health=(),
-            installed=installed,
-            reconcile_requested=requested_at is not None,
-        )
-        healthy = health.wait_until_healthy(options, cluster, revision, deadline, reporter, result, requested_at)
+            if head is None:
+                raise BootstrapFailed(f'branch "{options.branch}" has no commit after the push: run the command again')
+            pushed = components is not None or sync is not None or secret in ("created", "updated")
+            requested_at = install.request_reconcile(options, cluster, applied, pushed)
+            revision = f"{options.branch}@sha1:{head}"
+            result = BootstrapResult(
+                version=distribution.version,
+                components_commit=components,
+                sync_commit=sync,
+                revision=revision,
+                files=planner.files(),
+                applied=tuple(applied),
+                secret=secret,
+                health=(),
+                installed=installed,
+                reconcile_requested=requested_at is not None,
+            )
+            later = health.IncludesOurs(workspace, options.branch, head, deadline, reporter)
+            healthy = health.wait_until_healthy(
+                options, cluster, revision, deadline, reporter, result, requested_at, accepts=later
+            )
     return dataclasses.replace(result, health=tuple(healthy))

@@ -104,78 +104,87 @@ def add_bootstrap_user(sandbox: Sandbox, kubeconfig: Path, name: str = DEMO_USER
 
 def run_demo(out: TextIO) -> int:
     """The whole demo; every line goes to `out` (one stream keeps the narrative and the bootstrap in order)."""
-    import shutil
-    import tempfile
-
     from flux_azdo.console import TerminalReporter
+    from flux_azdo.git.folders import PrivateFolder
 
     reporter = TerminalReporter(out)
-    folder = Path(tempfile.mkdtemp(prefix="flux-azdo-demo-"))
+    # Made so that no interrupt can leave it behind (see flux_azdo.git.folders): one landing right after it is made
+    # drops the object, which removes the folder as it is collected.
+    demo_folder = PrivateFolder("flux-azdo-demo-")
     try:
-        with _sdk_cache(folder / "sdk-cache"):
-            _demo(folder, out, reporter)
+        with _sdk_cache(demo_folder.path / "sdk-cache"):
+            _demo(demo_folder.path, out, reporter)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    reporter.success(f"sandbox stopped, {folder} removed: nothing is left running or on disk")
+        demo_folder.remove()
+    reporter.success(f"sandbox stopped, {demo_folder.path} removed: nothing is left running or on disk")
     return 0
 
 
 def _demo(folder: Path, out: TextIO, reporter: TerminalReporter) -> None:
-    from flux_azdo.bootstrap import bootstrap
     from flux_azdo.sandbox import sample_distribution_path
+    from flux_azdo.sandbox.runtime import Sandbox, SandboxOptions
 
     print("flux-azdo demo: Flux bootstrapped from an Azure DevOps repository, end to end, on this machine.", file=out)
     print("Everything runs on 127.0.0.1; the Flux manifests are the bundled sample: Flux's shape, not Flux.", file=out)
     print(file=out)
-    with _running_sandbox(folder / "sandbox", reporter) as sandbox, sample_distribution_path() as sample:
-        kubeconfig = add_bootstrap_user(sandbox, folder / "demo.kubeconfig")
-        options = bootstrap_options(sandbox, kubeconfig, sample, warn=reporter.warning)
-        print(f"\n1. {_command_line(sandbox)}", file=out)
-        print(
-            "   (Two warnings are expected: the PAT is stored in the cluster, and the sample is no Flux release.)",
-            file=out,
-        )
-        print(file=out)
-        first = bootstrap(options, reporter)
-        print(file=out)
-        _show_repository(sandbox, out)
-        _show_cluster(sandbox, out)
-        requests, writes = our_requests(sandbox)
-        made = sum(1 for sha in (first.components_commit, first.sync_commit) if sha)
-        print(f"\nThat run: {made} commits; {requests} requests to the API server, {writes} of them writes.", file=out)
-
-        before = _commit_count(sandbox)
-        _kube(sandbox).reset_requests()
-        print("\n2. The same command again, with nothing new:\n", file=out)
-        bootstrap(options, reporter)
-        commits = _commit_count(sandbox) - before
-        requests, writes = our_requests(sandbox)
-        print(file=out)
-        line = (
-            f"re-run: {commits} commits, {writes} write requests to the API server "
-            f"({requests} requests in all), as counted by the sandbox"
-        )
-        (reporter.success if commits == 0 and writes == 0 else reporter.warning)(line)
-
-
-@contextlib.contextmanager
-def _running_sandbox(directory: Path, reporter: TerminalReporter) -> Iterator[Sandbox]:
-    """The whole sandbox (SSH when sshd is installed); stopped when the block ends, however it ends."""
-    from flux_azdo.errors import UserError
-    from flux_azdo.sandbox.runtime import Sandbox, SandboxError, SandboxOptions
-
-    reporter.action(f"starting the sandbox in {directory.parent}")
-    sandbox = Sandbox(directory, SandboxOptions(ssh="auto"))
+    reporter.action(f"starting the sandbox in {folder}")
+    sandbox = Sandbox(folder / "sandbox", SandboxOptions(ssh="auto"))
+    started = False
+    # One try from before start() to the end: an interrupt as start() returns still stops the sandbox (a generator
+    # context manager would leave that to the garbage collector, after the folder has been removed).
     try:
-        sandbox.start()  # stops what it started when it fails half-way
+        _start_sandbox(sandbox)  # stops what it started when it fails half-way
+        started = True
+        _report_sandbox(sandbox, reporter)
+        with sample_distribution_path() as sample:
+            _bootstrap_twice(sandbox, folder, sample, out, reporter)
+    finally:
+        if started:
+            reporter.action("stopping the sandbox")
+        sandbox.stop()
+
+
+def _start_sandbox(sandbox: Sandbox) -> None:
+    from flux_azdo.errors import UserError
+    from flux_azdo.sandbox.runtime import SandboxError
+
+    try:
+        sandbox.start()
     except SandboxError as exc:
         raise UserError(f"the demo's sandbox cannot start: {exc}") from None
-    try:
-        _report_sandbox(sandbox, reporter)
-        yield sandbox
-    finally:
-        reporter.action("stopping the sandbox")
-        sandbox.stop()
+
+
+def _bootstrap_twice(sandbox: Sandbox, folder: Path, sample: Path, out: TextIO, reporter: TerminalReporter) -> None:
+    from flux_azdo.bootstrap import bootstrap
+
+    kubeconfig = add_bootstrap_user(sandbox, folder / "demo.kubeconfig")
+    options = bootstrap_options(sandbox, kubeconfig, sample, warn=reporter.warning)
+    print(f"\n1. {_command_line(sandbox)}", file=out)
+    print(
+        "   (Two warnings are expected: the PAT is stored in the cluster, and the sample is no Flux release.)",
+        file=out,
+    )
+    print(file=out)
+    first = bootstrap(options, reporter)
+    print(file=out)
+    _show_repository(sandbox, out)
+    _show_cluster(sandbox, out)
+    requests, writes = our_requests(sandbox)
+    made = sum(1 for sha in (first.components_commit, first.sync_commit) if sha)
+    print(f"\nThat run: {made} commits; {requests} requests to the API server, {writes} of them writes.", file=out)
+
+    before = _commit_count(sandbox)
+    _kube(sandbox).reset_requests()
+    print("\n2. The same command again, with nothing new:\n", file=out)
+    bootstrap(options, reporter)
+    commits = _commit_count(sandbox) - before
+    requests, writes = our_requests(sandbox)
+    print(file=out)
+    line = (
+        f"re-run: {commits} commits, {writes} write requests to the API server "
+        f"({requests} requests in all), as counted by the sandbox"
+    )
+    (reporter.success if commits == 0 and writes == 0 else reporter.warning)(line)
 
 
 def our_requests(sandbox: Sandbox, user: str = DEMO_USER) -> tuple[int, int]:

@@ -438,6 +438,50 @@ def test_ready_at_another_revision_keeps_waiting_until_the_deadline(bare: Env) -
     assert not health.ready and ready_condition(health).status == "True"
 
 
+def test_a_later_revision_counts_only_when_the_callable_says_it_includes_ours(bare: Env) -> None:
+    """`accepts` is asked about a Ready revision other than ours (normalised, so a legacy form too): yes ends the
+    wait as ready, at that revision; no keeps it waiting, and the timeout says what would have done."""
+    ours, later, unrelated = f"main@sha1:{SHA_A}", f"main@sha1:{SHA_B}", f"main@sha1:{'c' * 40}"
+    asked: list[str] = []
+
+    def accepts(revision: str) -> bool:
+        asked.append(revision)
+        return revision == later
+
+    git_repository(bare, "moved")
+    bare.set_status(SOURCE_API, "GitRepository", "moved", source_status(unrelated, ready()))
+    with pytest.raises(WaitFailed) as raised:
+        wait_for_source(bare.cluster, NS, "moved", ours, time.monotonic() + 0.3, accepts=accepts)
+    assert raised.value.message == (
+        "GitRepository 'flux-system/moved' did not become ready before the timeout: "
+        f"ready at '{unrelated}', waiting for '{ours}' or a later commit that includes it"
+    )
+    assert set(asked) == {unrelated}
+    (health,) = raised.value.health
+    assert (health.ready, health.revision) == (False, unrelated)
+
+    waiting = Background(lambda: wait_for_source(bare.cluster, NS, "moved", ours, bare.far(), accepts=accepts))
+    bare.set_status(SOURCE_API, "GitRepository", "moved", source_status(f"main/{SHA_B}", ready()))
+    source = waiting.result()
+    assert (source.ready, source.revision, asked[-1]) == (True, later, later)
+
+    kustomization(bare, "moved", "moved")
+    status: dict[str, Any] = {"conditions": [ready()], "observedGeneration": 1, "lastAttemptedRevision": unrelated}
+    bare.set_status(KUSTOMIZE_API, "Kustomization", "moved", status)
+    with pytest.raises(WaitFailed, match="or a later commit that includes it"):
+        wait_for_kustomization(bare.cluster, NS, "moved", ours, time.monotonic() + 0.3, accepts=accepts)
+    waiting = Background(lambda: wait_for_kustomization(bare.cluster, NS, "moved", ours, bare.far(), accepts=accepts))
+    bare.set_status(KUSTOMIZE_API, "Kustomization", "moved", {**status, "lastAttemptedRevision": later})
+    applied = waiting.result()
+    assert (applied.kind, applied.ready, applied.revision) == ("Kustomization", True, later)
+
+    # At our own revision the callable is not asked at all.
+    asked.clear()
+    bare.set_status(KUSTOMIZE_API, "Kustomization", "moved", {**status, "lastAttemptedRevision": ours})
+    assert wait_for_kustomization(bare.cluster, NS, "moved", ours, bare.far(), accepts=accepts).revision == ours
+    assert asked == []
+
+
 def test_the_legacy_revision_form_is_accepted(bare: Env) -> None:
     git_repository(bare, "legacy")
     kustomization(bare, "legacy", "legacy")

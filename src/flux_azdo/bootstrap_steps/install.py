@@ -14,7 +14,9 @@ failure; they are applied with the sync manifests, after the secret.
 from __future__ import annotations
 
 import datetime
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flux_azdo.manifests.kustomization import KUSTOMIZATION_FILE, SYNC_FILE
@@ -58,6 +60,19 @@ def _manifests(
     from flux_azdo.manifests.distribution import COMPONENTS_FILE
 
     kustomization = workspace.read(planner.path(KUSTOMIZATION_FILE))
+    if kustomization is None:
+        # First install, before the sync commit creates kustomization.yaml: our own patches (workload identity, the
+        # SSH host key algorithms) must be in the controllers from the start, or the unpatched source-controller
+        # reconciles the GitRepository first and fails (Flux has this fault). Built from the planned files in a
+        # scratch folder: the checkout stays as the commits leave it.
+        plan = planner.plan()
+        planned = planner.file(plan, KUSTOMIZATION_FILE).content
+        if needs_kustomize(planned):
+            with tempfile.TemporaryDirectory(prefix="flux-azdo-kustomize-") as scratch:
+                for name in (COMPONENTS_FILE, SYNC_FILE, KUSTOMIZATION_FILE):
+                    (Path(scratch) / name).write_text(planner.file(plan, name).content, encoding="utf-8")
+                argv = find_kustomize(options.kustomize)
+                return build(argv, Path(scratch), timeout=deadline.remaining(KUSTOMIZE_TIMEOUT))
     if kustomization is not None and needs_kustomize(kustomization):
         if workspace.read(planner.path(SYNC_FILE)) is None:
             # A user's kustomization.yaml listing gotk-sync.yaml before the sync commit: the build needs the file.

@@ -9,10 +9,9 @@ anything is pushed.
 
 from __future__ import annotations
 
-import contextlib
 import posixpath
-from collections.abc import Iterator
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 from flux_azdo.manifests.distribution import COMPONENTS_FILE
@@ -50,29 +49,60 @@ def commit_message(title: str, appendix: str) -> str:
     return f"{title}\n\n{appendix}" if appendix else title
 
 
-@contextlib.contextmanager
-def open_workspace(options: BootstrapOptions, reporter: Reporter, deadline: Deadline) -> Iterator[Workspace]:
-    """The clone, removed (with its credential files) when the block ends."""
-    from flux_azdo.git.workspace import RETRY_DEADLINE, Workspace
+def open_workspace(options: BootstrapOptions, reporter: Reporter, deadline: Deadline) -> OpenWorkspace:
+    """The clone, for `with`: removed (with its credential files) when the block ends."""
+    return OpenWorkspace(options, reporter, deadline)
 
-    reporter.action(f'cloning branch "{options.branch}" from Git repository "{options.url.original}"')
-    workspace = Workspace(
-        options.url.git_url,
-        options.branch,
-        options.git_auth,
-        create_branch=options.create_branch,
-        author=options.author,
-        timeout=deadline.remaining(GIT_COMMAND_TIMEOUT),
-        retry_deadline=deadline.remaining(RETRY_DEADLINE),
-    )
-    with workspace:
-        if workspace.state == "empty":
-            reporter.success(f'cloned repository (empty: the first push creates branch "{options.branch}")')
-        elif workspace.state == "new-branch":
-            reporter.success(f'cloned repository (branch "{options.branch}" starts from "{workspace.default_branch}")')
-        else:
-            reporter.success("cloned repository")
-        yield workspace
+
+class OpenWorkspace:
+    """`with open_workspace(...) as workspace:`. A class, not a generator: `contextlib.contextmanager` leaves a gap
+    after the generator yields in which an interrupt leaves the open clone to the garbage collector; here the
+    clone is closed before the exception leaves `__enter__`, or by `__exit__`."""
+
+    def __init__(self, options: BootstrapOptions, reporter: Reporter, deadline: Deadline) -> None:
+        self.options = options
+        self.reporter = reporter
+        self.deadline = deadline
+        self.workspace: Workspace | None = None
+
+    def __enter__(self) -> Workspace:
+        from flux_azdo.git.workspace import RETRY_DEADLINE, Workspace
+
+        options, reporter = self.options, self.reporter
+        reporter.action(f'cloning branch "{options.branch}" from Git repository "{options.url.original}"')
+        try:
+            # An interrupt between the constructor returning and this assignment drops the Workspace unclosed:
+            # its folder goes as it is collected, which CPython does as the exception leaves this frame.
+            self.workspace = workspace = Workspace(
+                options.url.git_url,
+                options.branch,
+                options.git_auth,
+                create_branch=options.create_branch,
+                author=options.author,
+                timeout=self.deadline.remaining(GIT_COMMAND_TIMEOUT),
+                retry_deadline=self.deadline.remaining(RETRY_DEADLINE),
+            )
+            if workspace.state == "empty":
+                reporter.success(f'cloned repository (empty: the first push creates branch "{options.branch}")')
+            elif workspace.state == "new-branch":
+                reporter.success(
+                    f'cloned repository (branch "{options.branch}" starts from "{workspace.default_branch}")'
+                )
+            else:
+                reporter.success("cloned repository")
+            return workspace
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.workspace is not None:
+            self.workspace.close()
 
 
 class Planner:

@@ -1,10 +1,12 @@
 """What "ready" means for the objects a bootstrap waits for, and the health report printed when they are not.
 
-Pure functions over plain API dicts (no I/O), so the rules can be read and tested apart from the watches in
-`waits.py`. The rules are Flux's (`objectReconciled` in `pkg/bootstrap`, kstatus for Deployments) with two
+Pure functions over plain API dicts (no I/O of their own), so the rules can be read and tested apart from the
+watches in `waits.py`. The rules are Flux's (`objectReconciled` in `pkg/bootstrap`, kstatus for Deployments) with three
 corrections: a `Ready=False` condition written for an older generation (or before a reconcile we asked for) is
-stale and not a failure, and a Kustomization that only waits for its source to produce an artifact is not failed
-either -- kustomize-controller retries it by itself as soon as the source changes.
+stale and not a failure; a Kustomization that only waits for its source to produce an artifact is not failed
+either -- kustomize-controller retries it by itself as soon as the source changes; and a revision later than the
+expected one counts when the caller says it includes the expected commit (`accepts`): Flux waits for exactly its
+pushed head, so a push by anybody else before source-controller fetches makes it wait until the timeout.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 JSON = Mapping[str, Any]
+#: Whether a revision ("<branch>@sha1:<sha>", normalised) other than the expected one will do: the caller answers
+#: whether it includes the expected commit. It may do I/O (git); the cluster layer only calls it.
+AcceptsRevision = Callable[[str], bool]
 
 #: How many Events of one object the report shows (the newest ones).
 MAX_EVENTS = 5
@@ -45,6 +50,9 @@ class ObjectHealth:
     waiting: tuple[str, ...]
     found: bool = True
     detail: str = ""
+    #: Flux objects: the revision they are at (GitRepository: its artifact, Kustomization: the last one attempted),
+    #: normalised (`main@sha1:<sha>`); empty when there is none, and for Deployments.
+    revision: str = ""
 
 
 # -- conditions and revisions ------------------------------------------------------------------------------------
@@ -127,6 +135,7 @@ def flux_verdict(
     expected_revision: str | None,
     requested_at: str | None = None,
     transient: Callable[[str, str], bool] = lambda reason, message: False,
+    accepts: AcceptsRevision | None = None,
 ) -> Verdict:
     """Flux's readiness rule for a toolkit object, in Flux's order (suspend, generation, Ready, revision).
 
@@ -134,7 +143,9 @@ def flux_verdict(
     `reconcile.fluxcd.io/requestedAt` annotation the caller set; until the controller reports it handled that
     request, its Ready condition (True or False) is left over from before the caller's change (a new Secret
     with an unchanged revision would otherwise pass as "ready" before the controller ever tried it).
-    `transient(reason, message)` marks Ready=False states that the controller leaves by itself.
+    `transient(reason, message)` marks Ready=False states that the controller leaves by itself. `accepts(revision)`
+    is asked about a Ready revision that differs from `expected_revision` (normalised): True makes it ready too
+    (a later commit of the branch that has ours in its history), False keeps waiting.
     """
     if obj is None:
         return Verdict("waiting", "not found")
@@ -172,10 +183,16 @@ def flux_verdict(
     if expected_revision is None:
         return Verdict("ready", "")
     revision = revision_of(obj)
-    if not same_revision(revision, expected_revision):
-        shown = f"'{revision}'" if revision else "no revision"
-        return Verdict("waiting", f"ready at {shown}, waiting for '{expected_revision}'")
-    return Verdict("ready", "")
+    if same_revision(revision, expected_revision):
+        return Verdict("ready", "")
+    if revision and accepts is not None:
+        if accepts(normalize_revision(revision)):
+            return Verdict("ready", "")
+        wanted = f"'{expected_revision}' or a later commit that includes it"
+    else:
+        wanted = f"'{expected_revision}'"
+    shown = f"'{revision}'" if revision else "no revision"
+    return Verdict("waiting", f"ready at {shown}, waiting for {wanted}")
 
 
 def artifact_revision(obj: JSON) -> str:

@@ -10,6 +10,10 @@ On failure the waits raise `WaitFailed`, a `UserError` carrying the health of ea
 recent Events, and for Deployments the waiting reasons of their pods' containers); `render_health` turns that
 into the text to print. Ready=False and `spec.suspend` fail at once, with the controller's own message: a bad
 PAT stored in the cluster shows up in seconds, not after the timeout.
+
+The Flux waits take the revision to wait for and, optionally, `accepts`: a callable that says whether another
+revision includes it (a later commit pushed on top of ours by somebody else before source-controller fetched).
+The answer takes git, which this layer does not import; the caller supplies it (`bootstrap_steps.health`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from kubernetes.client.rest import ApiException
 
 from flux_azdo.cluster.client import Cluster
 from flux_azdo.cluster.health import (
+    AcceptsRevision,
     Condition,
     ObjectHealth,
     Verdict,
@@ -39,6 +44,7 @@ from flux_azdo.cluster.health import (
     flux_verdict,
     kustomization_waits_on_source,
     last_attempted_revision,
+    normalize_revision,
     render_health,
     selects,
     waiting_containers,
@@ -46,6 +52,7 @@ from flux_azdo.cluster.health import (
 from flux_azdo.errors import UserError
 
 __all__ = [
+    "AcceptsRevision",
     "Condition",
     "FluxKind",
     "ObjectHealth",
@@ -108,12 +115,14 @@ def wait_for_source(
     deadline: float,
     *,
     requested_at: str | None = None,
+    accepts: AcceptsRevision | None = None,
 ) -> ObjectHealth:
     """GitRepository Ready with `status.artifact.revision` == `revision` ("<branch>@sha1:<sha>"; the legacy
     "<branch>/<sha>" is accepted). `requested_at`: the `reconcile.fluxcd.io/requestedAt` value the caller set
     after changing what the object depends on (e.g. its Secret), so an older Ready=False is not taken as the
-    answer."""
-    return _wait_for_flux(cluster, GIT_REPOSITORY, namespace, name, revision, deadline, requested_at)
+    answer. `accepts(other)`: whether a Ready revision other than `revision` will do as well (it includes it);
+    the returned health's `revision` says where the object is."""
+    return _wait_for_flux(cluster, GIT_REPOSITORY, namespace, name, revision, deadline, requested_at, accepts)
 
 
 def wait_for_kustomization(
@@ -124,9 +133,10 @@ def wait_for_kustomization(
     deadline: float,
     *,
     requested_at: str | None = None,
+    accepts: AcceptsRevision | None = None,
 ) -> ObjectHealth:
     """Kustomization Ready with `status.lastAttemptedRevision` == `revision`; same rules as `wait_for_source`."""
-    return _wait_for_flux(cluster, KUSTOMIZATION, namespace, name, revision, deadline, requested_at)
+    return _wait_for_flux(cluster, KUSTOMIZATION, namespace, name, revision, deadline, requested_at, accepts)
 
 
 def wait_for_deployments(cluster: Cluster, namespace: str, names: Sequence[str], deadline: float) -> list[ObjectHealth]:
@@ -182,13 +192,20 @@ def health_report(
 # -- Flux objects ------------------------------------------------------------------------------------------------
 
 
-def _verdict(kind: FluxKind, obj: Mapping[str, Any] | None, revision: str | None, requested_at: str | None) -> Verdict:
+def _verdict(
+    kind: FluxKind,
+    obj: Mapping[str, Any] | None,
+    revision: str | None,
+    requested_at: str | None,
+    accepts: AcceptsRevision | None = None,
+) -> Verdict:
     return flux_verdict(
         obj,
         revision_of=kind.revision_of,
         expected_revision=revision,
         requested_at=requested_at,
         transient=kind.transient,
+        accepts=accepts,
     )
 
 
@@ -200,12 +217,13 @@ def _wait_for_flux(
     revision: str,
     deadline: float,
     requested_at: str | None,
+    accepts: AcceptsRevision | None,
 ) -> ObjectHealth:
     resource = cluster.resource(kind.api_version, kind.kind)
     follower = _Follower(cluster, str(resource.path(namespace=namespace)), kind.kind, namespace, name)
 
     def settled(objects: Objects) -> Verdict | None:
-        verdict = _verdict(kind, objects.get(name), revision, requested_at)
+        verdict = _verdict(kind, objects.get(name), revision, requested_at, accepts)
         return None if verdict.state == "waiting" else verdict
 
     verdict = follower.follow(deadline, settled)
@@ -214,7 +232,7 @@ def _wait_for_flux(
         return _flux_health(kind, namespace, name, obj, verdict, None)
     label = f"{kind.kind} '{namespace}/{name}'"
     if verdict is None:
-        verdict = _verdict(kind, obj, revision, requested_at)
+        verdict = _verdict(kind, obj, revision, requested_at, accepts)
         health = _flux_health(kind, namespace, name, obj, verdict, _NamespaceView(cluster, namespace))
         raise WaitFailed(
             f"{label} did not become ready before the timeout: {verdict.detail}",
@@ -255,6 +273,7 @@ def _flux_health(
         waiting=(),
         found=obj is not None,
         detail=detail,
+        revision=normalize_revision(kind.revision_of(obj)) if obj is not None else "",
     )
 
 

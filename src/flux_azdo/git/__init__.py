@@ -4,7 +4,9 @@ writers, and credentials that never leave the environment of the git processes.
 Modules: `workspace` (the Workspace callers use, and `remote_state`), `checkout` (the clone and its git
 commands), `publish` (commit, push, the retry budget, lost replies), `paths` (branch names, what a change may
 write), `remote` (ls-remote), `auth` (the environment git runs with), `ssh` (keys and known_hosts), `errors`
-(git's stderr as errors a user can act on), `_run` (one git process: its process group, deadline and errors).
+(git's stderr as errors a user can act on), `folders` (private temporary folders no interrupt leaves behind),
+`_run` (one git process: its process group, deadline and errors), `_shield` (what an interrupt must not cut in
+half, on a helper thread).
 """
 
 from __future__ import annotations

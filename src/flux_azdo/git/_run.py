@@ -6,9 +6,11 @@ executable from GIT_PYTHON_GIT_EXECUTABLE, its trace log), and returns the proce
 then kills git alone while git-remote-http or ssh keep running (with the token in their environment) and keep the
 output pipes open, so the call never returns. Instead git starts in a session of its own (`start_new_session`),
 which makes it the leader of a process group that every helper it starts joins; on timeout, and on any exception
-while waiting (KeyboardInterrupt, or SystemExit from the CLI's SIGTERM/SIGHUP handler), the whole group is killed
-with SIGKILL and reaped before the exception goes on. A session of its own also means no controlling terminal, so
-no helper can ever prompt on /dev/tty.
+at any point of the call (KeyboardInterrupt, or SystemExit from the CLI's SIGTERM/SIGHUP handler), the whole group
+is killed with SIGKILL and reaped before the exception goes on. git is started on a helper thread (`_shield`), as
+signal handlers raise on the main thread only: an interrupt can never land between git starting and the call
+knowing its process. A session of its own also means no controlling terminal, so no helper can ever prompt on
+/dev/tty.
 
 GitPython's exception texts are never used, because they print the command line; failures become a `GitError`
 built from stderr (`errors.classify`), with the secrets and the private folder scrubbed.
@@ -17,6 +19,7 @@ built from stderr (`errors.classify`), with the secrets and the private folder s
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from flux_azdo.errors import UserError
+from flux_azdo.git._shield import Job
 from flux_azdo.git.errors import GitError, classify
 
 try:
@@ -133,26 +137,40 @@ def run_git(
     check: bool = True,
 ) -> GitResult:
     """Run `git <args>` in `cwd`; with `check`, a non-zero exit or the timeout raises the GitError it means."""
-    process = _start(context, args, cwd=cwd, env=env)
+    # Started on a helper thread (`_shield`): an interrupt can land anywhere in this thread, but never between git
+    # starting and `launch.result` holding its process.
+    launch: Job[subprocess.Popen[bytes]] = Job(functools.partial(_start, context, args, cwd=cwd, env=env))
     try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.communicate(timeout=_REAP_SECONDS)  # the pipes close as the group dies
-        _reap(process)
-        result = GitResult(-signal.SIGKILL, "", "", timed_out=True)
+        launch.start()
+        process = launch.wait()
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.communicate(timeout=_REAP_SECONDS)  # the pipes close as the group dies
+            _reap(process)
+            result = GitResult(-signal.SIGKILL, "", "", timed_out=True)
+        else:
+            result = GitResult(process.returncode, _text(stdout), _text(stderr))
     except BaseException:
         # KeyboardInterrupt, SystemExit from a signal handler, anything: no helper may outlive the call with the
-        # credentials in its environment.
-        _kill_group(process)
-        _reap(process)
+        # credentials in its environment. cancel(): git is not started from now on, or has been when it returns.
+        try:
+            launch.cancel()
+        finally:
+            _stop(launch.result)
         raise
-    else:
-        result = GitResult(process.returncode, _text(stdout), _text(stderr))
     if result.ok or not check:
         return result
     raise failure(context, result, timeout=timeout, operation=operation, branch=branch)
+
+
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
+    """Kill and reap git's process group, unless it was reaped already (its group id may be reused since)."""
+    if process is not None and process.returncode is None:
+        _kill_group(process)
+        _reap(process)
 
 
 def failure(context: GitContext, result: GitResult, *, timeout: float, operation: str, branch: str | None) -> GitError:

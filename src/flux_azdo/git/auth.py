@@ -26,7 +26,8 @@ per-call timeout (`_run`). Proxies still work through the standard variables (`H
 variable.
 
 Everything written (key copy, known_hosts, askpass script) lives in a private 0700 temporary folder that is
-removed when the context ends: on return, on any exception, on KeyboardInterrupt and on SystemExit. SIGTERM and
+removed when the context ends: on return, on any exception, on KeyboardInterrupt and on SystemExit, wherever
+it lands (`folders`: the removal is arranged before the folder exists). SIGTERM and
 SIGHUP end a Python process without running `finally` blocks; the library relies on the program that uses it to
 turn them into SystemExit (the flux-azdo CLI installs such handlers), and provides nothing else for it.
 """
@@ -38,10 +39,9 @@ import math
 import os
 import shlex
 import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from urllib.parse import urlsplit
 
 from flux_azdo.azdo.credentials import AzureDevOpsToken
@@ -49,6 +49,7 @@ from flux_azdo.azdo.pages import ssh_keys_page
 from flux_azdo.azdo.urls import RepositoryUrl, parse_repository_url
 from flux_azdo.errors import UserError
 from flux_azdo.git._run import PASSPHRASE_VARIABLE, GitContext, dropped
+from flux_azdo.git.folders import PrivateFolder
 from flux_azdo.git.ssh import key_info, load_private_key, require_rsa
 
 #: Azure DevOps offers its host key with these, and accepts RSA user keys signed with them (SHA-2, never SHA-1).
@@ -76,40 +77,87 @@ class SshAuth:
 GitAuth = TokenAuth | SshAuth | None
 
 
-@contextlib.contextmanager
 def git_environment(
     url: str, auth: GitAuth, *, temp_parent: Path | None = None, timeout: float | None = None
-) -> Iterator[dict[str, str]]:
+) -> contextlib.AbstractContextManager[dict[str, str]]:
     """The full environment to run git with for `url`: pass it as the whole `env` of a subprocess (it is
     os.environ without the dropped variables, plus ours), not merged over os.environ. `timeout` (seconds per
     git call) sets ssh's ConnectTimeout."""
-    with git_context(url, auth, temp_parent=temp_parent, timeout=timeout) as context:
-        yield dict(context.env)
+    return _Environment(GitSession(url, auth, temp_parent=temp_parent, timeout=timeout))
 
 
-@contextlib.contextmanager
 def git_context(
     url: str, auth: GitAuth, *, temp_parent: Path | None = None, timeout: float | None = None
-) -> Iterator[GitContext]:
+) -> GitSession:
     """Like `git_environment`, with the private folder, the URL git is given and the secrets to scrub."""
-    repository = _check_url(url, auth)
-    if temp_parent is not None:
-        Path(temp_parent).mkdir(parents=True, exist_ok=True)
-    directory = Path(tempfile.mkdtemp(prefix="flux-azdo-git-", dir=temp_parent))  # 0700
-    try:
-        env, secrets = _environment(repository, auth, directory, timeout)
-        keys_page = ssh_keys_page(repository.collection_url) if repository.collection_url else None
-        yield GitContext(
-            env,
-            directory,
-            repository.original,
-            repository.git_url,
-            secrets,
-            has_credentials=auth is not None,
-            keys_page=keys_page,
-        )
-    finally:
-        _remove(directory)
+    return GitSession(url, auth, temp_parent=temp_parent, timeout=timeout)
+
+
+class GitSession:
+    """`with git_context(...) as context:`: the private folder and the `GitContext` for it, made on entering and
+    removed on leaving, whatever exception arrives in between.
+
+    A class rather than a generator: `contextlib.contextmanager` leaves a gap after the generator yields (its
+    `__enter__` still has to return) in which an interrupt leaves the folder to the garbage collector. Here
+    nothing exists before `__enter__`, which removes what it made when it fails, and `with` has `__exit__` in hand
+    before it calls `__enter__`. `close()` is for callers that enter without `with` (Workspace).
+    """
+
+    def __init__(self, url: str, auth: GitAuth, *, temp_parent: Path | None, timeout: float | None) -> None:
+        self._url = url
+        self._auth = auth
+        self._temp_parent = temp_parent
+        self._timeout = timeout
+        self._folder: PrivateFolder | None = None
+
+    def __enter__(self) -> GitContext:
+        try:
+            repository = _check_url(self._url, self._auth)
+            self._folder = PrivateFolder("flux-azdo-git-", self._temp_parent)  # 0700
+            directory = self._folder.path
+            env, secrets = _environment(repository, self._auth, directory, self._timeout)
+            keys_page = ssh_keys_page(repository.collection_url) if repository.collection_url else None
+            return GitContext(
+                env,
+                directory,
+                repository.original,
+                repository.git_url,
+                secrets,
+                has_credentials=self._auth is not None,
+                keys_page=keys_page,
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the private folder and every credential file in it; safe to call twice."""
+        if self._folder is not None:
+            self._folder.remove()
+
+
+class _Environment:
+    """`git_environment`: a GitSession that hands out the environment only."""
+
+    def __init__(self, session: GitSession) -> None:
+        self._session = session
+
+    def __enter__(self) -> dict[str, str]:
+        try:
+            return dict(self._session.__enter__().env)
+        except BaseException:
+            self._session.close()
+            raise
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._session.close()
 
 
 def _check_url(url: str, auth: GitAuth) -> RepositoryUrl:
@@ -305,13 +353,3 @@ def _write_private(path: Path, data: bytes, mode: int) -> Path:
         stream.write(data)
     os.chmod(path, mode)
     return path
-
-
-def _remove(directory: Path) -> None:
-    """Remove the private folder; git's read-only object files need no special care (the folder is ours)."""
-    shutil.rmtree(directory, ignore_errors=True)
-    if directory.exists():  # a folder made read-only by something we ran: make it writable and try again
-        for folder, _, _ in os.walk(directory):
-            with contextlib.suppress(OSError):
-                os.chmod(folder, 0o700)
-        shutil.rmtree(directory, ignore_errors=True)
