@@ -25,6 +25,7 @@ from flux_azdo.cluster.secrets import read_source_secret
 from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import Sandbox
 from support.sandboxes import running_sandbox
+from support.seeding import seed
 
 CREDENTIAL_VARIABLES = ("GIT_PASSWORD", "AZURE_DEVOPS_EXT_PAT", "SYSTEM_ACCESSTOKEN", "KUBECONFIG")
 BOOTSTRAPPER = "bootstrapper"
@@ -338,33 +339,6 @@ patches:
     kind: Deployment
     name: source-controller
 """
-
-
-def seed(sandbox: Sandbox, files: dict[str, str], message: str) -> str:
-    """A commit on main made by someone else before the bootstrap (written into the bare repository directly)."""
-    index = sandbox.directory / "seed-index"
-    env = {
-        **os.environ,
-        "GIT_DIR": str(sandbox.repository.git_dir),
-        "GIT_INDEX_FILE": str(index),
-        "GIT_AUTHOR_NAME": "Platform Team",
-        "GIT_AUTHOR_EMAIL": "platform@example.com",
-        "GIT_COMMITTER_NAME": "Platform Team",
-        "GIT_COMMITTER_EMAIL": "platform@example.com",
-        "GIT_CONFIG_NOSYSTEM": "1",
-    }
-
-    def run(*args: str, data: str | None = None) -> str:
-        return subprocess.run(["git", *args], input=data, capture_output=True, text=True, env=env, check=True).stdout
-
-    for path, content in files.items():
-        blob = run("hash-object", "-w", "--stdin", data=content).strip()
-        run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
-    tree = run("write-tree").strip()
-    commit = run("commit-tree", tree, "-m", message).strip()
-    run("update-ref", "refs/heads/main", commit)
-    index.unlink()
-    return commit
 
 
 def test_ssh_with_the_users_key_and_a_user_patch_that_takes_effect_on_first_install(

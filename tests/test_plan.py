@@ -20,6 +20,7 @@ from flux_azdo.cli import main
 from flux_azdo.cluster.client import Cluster, ClusterAccess
 from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import FULL_SCOPES, Sandbox
+from support.seeding import seed
 
 CREDENTIAL_VARIABLES = ("GIT_PASSWORD", "AZURE_DEVOPS_EXT_PAT", "SYSTEM_ACCESSTOKEN", "KUBECONFIG")
 PLANNER = "planner"
@@ -496,31 +497,6 @@ patches:
     kind: Deployment
     name: source-controller
 """
-
-
-def seed(sandbox: Sandbox, files: dict[str, str], message: str) -> None:
-    """A commit on main made by someone else (written into the bare repository directly)."""
-    index = sandbox.directory / "seed-index"
-    env = {
-        **os.environ,
-        "GIT_DIR": str(sandbox.repository.git_dir),
-        "GIT_INDEX_FILE": str(index),
-        "GIT_AUTHOR_NAME": "Platform Team",
-        "GIT_AUTHOR_EMAIL": "platform@example.com",
-        "GIT_COMMITTER_NAME": "Platform Team",
-        "GIT_COMMITTER_EMAIL": "platform@example.com",
-        "GIT_CONFIG_NOSYSTEM": "1",
-    }
-
-    def git(*args: str, data: str | None = None) -> str:
-        return subprocess.run(["git", *args], input=data, capture_output=True, text=True, env=env, check=True).stdout
-
-    for path, content in files.items():
-        blob = git("hash-object", "-w", "--stdin", data=content).strip()
-        git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
-    commit = git("commit-tree", git("write-tree").strip(), "-m", message).strip()
-    git("update-ref", "refs/heads/main", commit)
-    index.unlink()
 
 
 def test_a_user_kustomization_with_patches_is_planned_through_kustomize(

@@ -30,6 +30,7 @@ from flux_azdo.manifests.sourcesecret import token_secret
 from flux_azdo.sandbox.keys import write_rsa_key
 from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import FULL_SCOPES, Sandbox
+from support.seeding import seed
 
 USER = "rotator"
 GIT_REPOSITORY = ("source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", "flux-system")
@@ -147,31 +148,6 @@ def head(sandbox: Sandbox) -> str:
         env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1"},
     )
     return completed.stdout.strip()
-
-
-def seed(sandbox: Sandbox, files: dict[str, str], message: str) -> None:
-    """A commit on main made by someone else, written into the bare repository directly."""
-    index = sandbox.directory / "seed-index"
-    env = {
-        **os.environ,
-        "GIT_DIR": str(sandbox.repository.git_dir),
-        "GIT_INDEX_FILE": str(index),
-        "GIT_AUTHOR_NAME": "Platform Team",
-        "GIT_AUTHOR_EMAIL": "platform@example.com",
-        "GIT_COMMITTER_NAME": "Platform Team",
-        "GIT_COMMITTER_EMAIL": "platform@example.com",
-        "GIT_CONFIG_NOSYSTEM": "1",
-    }
-
-    def call(*args: str, data: str | None = None) -> str:
-        return subprocess.run(["git", *args], input=data, capture_output=True, text=True, env=env, check=True).stdout
-
-    for path, content in files.items():
-        blob = call("hash-object", "-w", "--stdin", data=content).strip()
-        call("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
-    commit = call("commit-tree", call("write-tree").strip(), "-m", message).strip()
-    call("update-ref", "refs/heads/main", commit)
-    index.unlink()
 
 
 def writes(sandbox: Sandbox) -> list[str]:

@@ -25,6 +25,7 @@ from flux_azdo.cluster.apply import apply_objects, parse_objects
 from flux_azdo.cluster.client import Cluster, ClusterAccess
 from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import Sandbox
+from support.seeding import seed
 
 USER = "uninstaller"
 KUSTOMIZE_LABELS = {
@@ -181,31 +182,6 @@ def git(sandbox: Sandbox, *args: str) -> str:
         ["git", "--git-dir", str(sandbox.repository.git_dir), *args], capture_output=True, text=True, env=env
     )
     return completed.stdout.strip() if completed.returncode == 0 else ""
-
-
-def seed(sandbox: Sandbox, files: dict[str, str], message: str) -> None:
-    """A commit on main made by someone else, written into the bare repository directly."""
-    index = sandbox.directory / "seed-index"
-    env = {
-        **os.environ,
-        "GIT_DIR": str(sandbox.repository.git_dir),
-        "GIT_INDEX_FILE": str(index),
-        "GIT_AUTHOR_NAME": "Platform Team",
-        "GIT_AUTHOR_EMAIL": "platform@example.com",
-        "GIT_COMMITTER_NAME": "Platform Team",
-        "GIT_COMMITTER_EMAIL": "platform@example.com",
-        "GIT_CONFIG_NOSYSTEM": "1",
-    }
-
-    def call(*args: str, data: str | None = None) -> str:
-        return subprocess.run(["git", *args], input=data, capture_output=True, text=True, env=env, check=True).stdout
-
-    for path, content in files.items():
-        blob = call("hash-object", "-w", "--stdin", data=content).strip()
-        call("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
-    commit = call("commit-tree", call("write-tree").strip(), "-m", message).strip()
-    call("update-ref", "refs/heads/main", commit)
-    index.unlink()
 
 
 def items(cluster: Cluster, path: str, **query: Any) -> list[dict[str, Any]]:
