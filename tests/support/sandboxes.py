@@ -1,7 +1,10 @@
 """Product tests run against the sandbox: a local Azure DevOps (REST + git over HTTP), optionally its SSH endpoint.
 
 The Kubernetes API server and the Flux simulator are off unless asked for: the Azure DevOps and Git tests do not
-need them, and a sandbox without them starts in about 0.1 s.
+need them, and a sandbox without them starts in about 0.1 s. `azure=True` adds the sandbox Azure (Entra ID, ARM
+with the AKS cluster "aks-sandbox" on the kube server, the deployer principal and its AzureRM service connection:
+see `flux_azdo.sandbox.runtime`); it is meant with `kube=True` (without it the AKS API server is
+https://127.0.0.1:1, a closed port). Azure clients trust the sandbox CA through `azure_credential_options`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ def running_sandbox(
     user_ssh_key: Path | None = None,
     deployment_ready_after: float = 0.2,
     unpullable_images: tuple[str, ...] = (),
+    azure: bool = False,
 ) -> Iterator[Sandbox]:
     if ssh is True:
         reason = sshd_available()
@@ -40,6 +44,21 @@ def running_sandbox(
         user_ssh_key=user_ssh_key,
         deployment_ready_after=deployment_ready_after,
         unpullable_images=unpullable_images,
+        azure=azure,
     )
     with Sandbox(directory, options) as sandbox:
         yield sandbox
+
+
+def azure_credential_options(sandbox: Sandbox) -> dict[str, object]:
+    """Keyword arguments that point an azure-identity credential at the sandbox Entra ID.
+
+    `disable_instance_discovery`: MSAL would otherwise ask login.microsoftonline.com whether the authority host is
+    known; `connection_verify`: trust the sandbox CA (REQUESTS_CA_BUNDLE works too).
+    """
+    assert sandbox.azure is not None, "start the sandbox with azure=True"
+    return {
+        "authority": sandbox.azure.authority_host,
+        "disable_instance_discovery": True,
+        "connection_verify": str(sandbox.azure.ca_file),
+    }

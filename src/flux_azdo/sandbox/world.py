@@ -16,7 +16,22 @@ these methods and then talk to the servers with real clients. The model follows 
 * SSH public keys per identity (`add_ssh_key`, `remove_ssh_key`): like the service's "SSH public keys" page, a
   change counts from the next connection on; the SSH endpoint follows it through `on_ssh_keys_changed`;
 * disabled repositories (`disable_repository`): listed with `isDisabled: true`, refused for git and for the
-  REST calls inside them, as the service does for a repository an administrator disabled.
+  REST calls inside them, as the service does for a repository an administrator disabled;
+* service connections (`add_service_connection`, `issuer="entra"` by default or `"vstoken"`) and the pipeline
+  OIDC tokens issued for them (`issue_oidc_token`, RS256 with the world's key, `oidc_public_key` for whoever trusts
+  the issuers): the Microsoft Entra issuer `https://login.microsoftonline.com/<tenant>/v2.0` with subject
+  `/eid1/c/pub/t/<tenant>/a/<Azure DevOps app>/sc/<org id>/<connection id>` and `aud` the token exchange app, or
+  the Azure DevOps issuer `https://vstoken.dev.azure.com/<org id>` with subject `sc://<org>/<project>/<name>` and
+  `aud` `api://AzureADTokenExchange` (see `sandbox.azure.ids`); `oidc_issuer_for(connection)` and
+  `oidc_subject(connection)` give what its federated credential must name;
+* secure files (`add_secure_file`): bytes downloaded with the ticket the agent gets for the job;
+* Microsoft Entra tokens for Azure DevOps (`set_entra_verifier`): an Entra token whose `appid` is federated
+  (`federate`) is that identity, as a service principal added to the organisation is.
+
+Two stand-ins for "Entra ID gives a workload a token for Azure DevOps": `workload_token(client_id)` is the cheap
+one, for Flux's source-controller in the simulator (no Azure needed; the token is a random JWT only this world
+knows). With `SandboxOptions(azure=True)`, real Entra tokens from the sandbox Entra ID (azure-identity,
+`<499b84ac-...>/.default`) are accepted through `set_entra_verifier`: tests that drive azure-identity use those.
 
 All ids are lowercase GUID strings. One re-entrant lock guards the whole world; servers read it from many
 threads.
@@ -25,7 +40,6 @@ threads.
 from __future__ import annotations
 
 import base64
-import json
 import os
 import re
 import secrets
@@ -41,11 +55,23 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from flux_azdo.sandbox.azure import ids
+from flux_azdo.sandbox.azure.tokens import process_key, sign, unsigned_jwt
 from flux_azdo.sandbox.azure_devops import security
 
 ProjectRights = Literal["admin", "contributor", "reader", "none"]
 IdentityKind = Literal["user", "build", "managed"]
-CredentialKind = Literal["pat", "job", "workload"]
+CredentialKind = Literal["pat", "job", "workload", "entra"]
+#: `token -> claims` of a valid Microsoft Entra token for Azure DevOps, else None (see `World.set_entra_verifier`).
+EntraVerifier = Callable[[str], Mapping[str, object] | None]
+
+OidcIssuerKind = Literal["entra", "vstoken"]
+OIDC_AUDIENCE = ids.TOKEN_EXCHANGE_AUDIENCE
+#: How long a pipeline OIDC token is valid. UNVERIFIED: the service's lifetime is not documented; tokens seen in
+#: public traces were good for minutes, not hours.
+OIDC_TOKEN_SECONDS = 600
 
 # Scope implications of PATs ("Code: Read, write & manage" includes "Read & write", which includes "Read").
 _SCOPE_IMPLIES: dict[str, frozenset[str]] = {
@@ -142,6 +168,30 @@ class Credential:
         return any(scope in held for scope in accepted)
 
 
+@dataclass(eq=False)
+class ServiceConnection:
+    """A service connection (service endpoint) of a project: `kind` is its type ("AzureRM", "kubernetes", ...);
+    `data` and `authorization` (scheme + parameters) are what the agent hands a task as ENDPOINT_* variables."""
+
+    id: str
+    name: str
+    project: Project
+    kind: str = "AzureRM"
+    data: dict[str, str] = field(default_factory=dict)
+    authorization: dict[str, object] = field(default_factory=dict)
+    #: Who issues its pipeline OIDC tokens: Microsoft Entra (the service's default since 2025) or Azure DevOps.
+    issuer: OidcIssuerKind = "entra"
+
+
+@dataclass(frozen=True, eq=False)
+class SecureFile:
+    id: str
+    name: str
+    project: Project
+    data: bytes
+    ticket: str
+
+
 @dataclass(frozen=True, eq=False)
 class _Pat:
     identity: Identity
@@ -196,12 +246,7 @@ def _b64(data: bytes) -> str:
 
 def _fake_jwt(claims: dict[str, object]) -> str:
     """A token that looks like the service's JWTs (header.payload.signature); only the world can verify it."""
-
-    def part(document: Mapping[str, object]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
-
-    header = {"typ": "JWT", "alg": "RS256", "x5t": secrets.token_urlsafe(20)}
-    return f"{part(header)}.{part(claims)}.{secrets.token_urlsafe(64)}"
+    return unsigned_jwt(claims)
 
 
 def _aware(moment: datetime) -> datetime:
@@ -242,6 +287,11 @@ class World:
         self._preset_aces: dict[str, dict[str, list[int]]] = {}
         self._policies: dict[int, BranchPolicy] = {}
         self._next_policy_id = 1
+        self._connections: dict[str, ServiceConnection] = {}
+        self._secure_files: dict[str, SecureFile] = {}
+        self._entra_verifier: EntraVerifier | None = None
+        # The object id of Azure DevOps' service principal in the tenant (the `oid` of Entra-issued OIDC tokens).
+        self._azure_devops_principal = new_id()
 
     # ----- projects and repositories -----------------------------------------------------------------------
 
@@ -522,7 +572,7 @@ class World:
                     return current
             expires = now + WORKLOAD_TOKEN_SECONDS
             claims: dict[str, object] = {
-                "aud": "499b84ac-1321-427f-aa17-267ca6975798",
+                "aud": ids.AZURE_DEVOPS_APP,
                 "appid": client_id,
                 "oid": identity.id,
                 "iat": int(now),
@@ -576,7 +626,122 @@ class World:
                 return Credential(identity, "workload")
             if token in self._revoked_job_tokens:
                 raise AuthenticationFailed("The access token is no longer valid: the job has ended.", "revoked")
+            verifier = self._entra_verifier
+        if verifier is not None and not allow_pat and token.count(".") == 2:
+            claims = verifier(token)
+            if claims is not None:
+                with self._lock:
+                    federated = self._federations.get(str(claims.get("appid", "")).lower())
+                if federated is not None:
+                    return Credential(federated, "entra")
         raise AuthenticationFailed("The token is not valid.", "invalid")
+
+    def set_entra_verifier(self, verifier: EntraVerifier | None) -> None:
+        """Accept bearer Microsoft Entra tokens for Azure DevOps: `verifier(token)` returns their claims when the
+        token is valid (signature, audience, expiry); the identity federated (`federate`) with the token's `appid`
+        is the caller. Tokens of principals the organisation does not know are refused (401)."""
+        with self._lock:
+            self._entra_verifier = verifier
+
+    # ----- service connections, pipeline OIDC tokens, secure files ----------------------------------------
+
+    @property
+    def oidc_issuer(self) -> str:
+        """The Azure DevOps issuer of this organisation's pipeline OIDC tokens (connections with `issuer="vstoken"`)."""
+        return ids.vstoken_issuer(self.org_id)
+
+    @property
+    def entra_oidc_issuer(self) -> str:
+        """The Microsoft Entra issuer of pipeline OIDC tokens (connections with `issuer="entra"`, the default)."""
+        return ids.entra_issuer(self.tenant_id)
+
+    def oidc_issuer_for(self, connection: ServiceConnection) -> str:
+        """The `iss` of `connection`'s OIDC tokens: what its federated identity credential names as issuer."""
+        return self.entra_oidc_issuer if connection.issuer == "entra" else self.oidc_issuer
+
+    @property
+    def _oidc_key(self) -> rsa.RSAPrivateKey:
+        # Made on first use (tens of milliseconds), shared by the process's worlds.
+        return process_key("azure-devops-oidc")
+
+    @property
+    def oidc_public_key(self) -> rsa.RSAPublicKey:
+        """The key an identity provider trusting `oidc_issuer` checks pipeline OIDC tokens with."""
+        return self._oidc_key.public_key()
+
+    def add_service_connection(
+        self,
+        project: Project,
+        name: str,
+        kind: str = "AzureRM",
+        *,
+        data: Mapping[str, str] | None = None,
+        authorization: Mapping[str, object] | None = None,
+        issuer: OidcIssuerKind = "entra",
+    ) -> ServiceConnection:
+        """A service connection of `project`; `issuer` says who issues its pipeline OIDC tokens ("entra", the
+        Microsoft Entra issuer, or "vstoken", the older Azure DevOps issuer)."""
+        if issuer not in ("entra", "vstoken"):
+            raise ValueError(f"issuer must be 'entra' or 'vstoken', not {issuer!r}")
+        with self._lock:
+            if any(c.project is project and c.name.casefold() == name.casefold() for c in self._connections.values()):
+                raise ValueError(f"service connection {name!r} already exists in {project.name!r}")
+            connection = ServiceConnection(
+                new_id(), name, project, kind, dict(data or {}), dict(authorization or {}), issuer
+            )
+            self._connections[connection.id] = connection
+            return connection
+
+    def service_connection(self, connection_id: str) -> ServiceConnection | None:
+        with self._lock:
+            return self._connections.get(connection_id.strip().lower())
+
+    def oidc_subject(self, connection: ServiceConnection) -> str:
+        """The `sub` of `connection`'s OIDC tokens (its issuer's form)."""
+        if connection.issuer == "entra":
+            return ids.entra_pipeline_subject(self.tenant_id, self.org_id, connection.id)
+        return f"sc://{self.org}/{connection.project.name}/{connection.name}"
+
+    def issue_oidc_token(
+        self, connection: ServiceConnection, *, issued_at: float | None = None, lifetime: float = OIDC_TOKEN_SECONDS
+    ) -> str:
+        """A pipeline OIDC token for `connection`, signed RS256 with the organisation's key, in its issuer's form
+        (the Entra one with the claims seen in real Entra-issued tokens: `azp` Azure DevOps, `tid`, `ver` 2.0)."""
+        now = self.clock() if issued_at is None else issued_at
+        claims: dict[str, object] = {
+            "sub": self.oidc_subject(connection),
+            "iss": self.oidc_issuer_for(connection),
+            "nbf": int(now),
+            "exp": int(now + lifetime),
+            "iat": int(now),
+        }
+        if connection.issuer == "entra":
+            claims |= {
+                "aud": ids.TOKEN_EXCHANGE_APP,
+                "azp": ids.AZURE_DEVOPS_APP,
+                "azpacr": "2",
+                "idtyp": "app",
+                "oid": self._azure_devops_principal,
+                "tid": self.tenant_id,
+                "uti": secrets.token_urlsafe(16),
+                "ver": "2.0",
+            }
+        else:
+            claims |= {"jti": new_id(), "aud": OIDC_AUDIENCE}
+        return sign(claims, self._oidc_key)
+
+    def add_secure_file(self, project: Project, name: str, data: bytes) -> tuple[str, str]:
+        """Upload a secure file (Pipelines > Library): returns its id and the download ticket a job gets."""
+        with self._lock:
+            if any(f.project is project and f.name.casefold() == name.casefold() for f in self._secure_files.values()):
+                raise ValueError(f"secure file {name!r} already exists in {project.name!r}")
+            secure_file = SecureFile(new_id(), name, project, bytes(data), secrets.token_urlsafe(32))
+            self._secure_files[secure_file.id] = secure_file
+            return secure_file.id, secure_file.ticket
+
+    def secure_file(self, file_id: str) -> SecureFile | None:
+        with self._lock:
+            return self._secure_files.get(file_id.strip().lower())
 
     # ----- permissions -------------------------------------------------------------------------------------
 

@@ -24,6 +24,13 @@ deserialize content-type: text/html"). An expired PAT is recognised by the servi
 A disabled repository is still listed and read (`isDisabled: true`), but the calls inside it (refs, branch
 stats, ref updates) answer 404 TF401019 as for a missing repository.
 
+Pipelines: the OIDC token of a job (`POST {projectId}/_apis/distributedtask/hubs/{hub}/plans/{planId}/jobs/{jobId}/
+oidctoken?serviceConnectionId=`, job token only: anything else is a 401, as a PAT gets in vsts-rest-api-specs#709;
+the reply is `{"oidcToken": <jwt>}`) and secure files (`GET {project}/_apis/distributedtask/securefiles/{id}`):
+with `?ticket=` the file's bytes (octet-stream) whatever `download` says, as task-lib's SecureFileHelpers call
+`downloadSecureFile(project, id, ticket, false)` (the node API documents `download=false` as "the response body
+contains the file stream", `true` as an attachment); without a ticket the file's metadata (JSON).
+
 Which PAT scope each call needs follows the REST specification (azure-devops.md §6.1): projects `vso.project`
 (or `vso.profile`), repositories/refs/policies `vso.code`, updating refs `vso.code_write`, creating a repository
 `vso.code_manage`; location and security calls need none. Job tokens and workload-identity tokens are not
@@ -32,6 +39,7 @@ scope-limited.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -101,6 +109,7 @@ _INVALID_NAME_CHARACTERS = frozenset('/\\:*?"<>|;#$%{}+=[]')
 _SERVICE_OWNER = "00025394-6065-48ca-87d9-7f5672854ef7"  # the "tfs" service owner id the service reports
 
 _Function = Callable[..., tuple[int, Any]]
+_OIDC_PATH = ["plans", "jobs", "oidctoken"]
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,19 @@ def serve(handler: _Handler, owner: AzureDevOpsServer, segments: list[str], quer
         requested = versions.requested_version(parameters, handler.headers.get("Accept"))
         version = versions.check(method, requested, endpoint.location)
     status, document = endpoint.function(context, *[path[i] for i in endpoint.arguments])
+    if isinstance(document, RawBody):
+        handler.send_bytes(status, document.data, document.content_type, dict(document.headers))
+        return
     handler.send_json(status, document, api_version=version)
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """A reply that is not JSON (a secure file's bytes)."""
+
+    data: bytes
+    content_type: str = "application/octet-stream"
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def _suppresses_sign_in(handler: _Handler) -> bool:
@@ -193,6 +214,10 @@ def _endpoints(p: list[str]) -> dict[str, _Endpoint]:
         return {"GET": _Endpoint(_git_policy_configurations, (0,), versions.GIT_POLICY_CONFIGURATIONS)}
     if n in (4, 5) and p[1:4] == ["_apis", "policy", "configurations"]:
         return {"GET": _Endpoint(_policy_configurations, tuple(range(0, n, 4)), versions.POLICY_CONFIGURATIONS)}
+    if n == 10 and p[1:4] == ["_apis", "distributedtask", "hubs"] and [p[5], p[7], p[9]] == _OIDC_PATH:
+        return {"POST": _Endpoint(_oidc_token, (0, 4, 6, 8), versions.OIDC_TOKEN)}
+    if n == 5 and p[1:4] == ["_apis", "distributedtask", "securefiles"]:
+        return {"GET": _Endpoint(_secure_file, (0, 4), versions.SECURE_FILES)}
     return {}
 
 
@@ -602,3 +627,56 @@ def _permission_batch(context: RequestContext) -> tuple[int, Any]:
         _check_namespace(namespace_id)
         evaluations.append({**item, "value": _evaluate(context, token, bits, always)})
     return 200, {"alwaysAllowAdministrators": always, "evaluations": evaluations}
+
+
+# ----- pipelines: OIDC tokens and secure files ---------------------------------------------------------------
+
+
+def _oidc_token(context: RequestContext, scope: str, hub: str, plan_id: str, job_id: str) -> tuple[int, Any]:
+    """The job's OIDC token for an Azure service connection of its project (job token only).
+
+    A connection the job cannot use (unknown, or in another project) is refused with the text the service gives
+    for a connection the running stage does not reference (dotnet/docker-tools#2012); the status is UNVERIFIED.
+    """
+    if context.credential.kind != "job":
+        raise errors.unauthenticated("The OIDC token endpoint accepts the job's access token only.")
+    project = context.project(scope)
+    for name, value in (("planId", plan_id), ("jobId", job_id)):
+        if not is_guid(value):
+            raise errors.invalid_guid(name, value)
+    connection_id = context.query.get("serviceconnectionid", "").strip()
+    if not connection_id:
+        raise errors.argument_null("serviceConnectionId")
+    connection = context.world.service_connection(connection_id) if is_guid(connection_id) else None
+    if connection is None or connection.project is not project:
+        message = (
+            f"There is no explicit reference to service connection {connection_id} from current stage "
+            f"__default.__default.{hub}."
+        )
+        raise errors.bad_request(message, "InvalidRequestException")
+    return 200, {"oidcToken": context.world.issue_oidc_token(connection)}
+
+
+def _secure_file(context: RequestContext, project_name: str, file_id: str) -> tuple[int, Any]:
+    """With `?ticket=`: the file's bytes, whatever `download` says (`true` adds `Content-Disposition:
+    attachment`). Without a ticket: the file's metadata. A wrong id or ticket is a 404 that names the id (the
+    service's exact text for either is UNVERIFIED)."""
+    project = context.project(project_name)
+    secure_file = context.world.secure_file(file_id) if is_guid(file_id) else None
+    missing = ServiceError(
+        404,
+        f"Secure file {file_id} does not exist or you do not have permission to access it.",
+        "SecureFileNotFoundException",
+        "Microsoft.TeamFoundation.DistributedTask.WebApi",
+    )
+    if secure_file is None or secure_file.project is not project:
+        raise missing
+    ticket = context.query.get("ticket")
+    if ticket is None:
+        return 200, {"id": secure_file.id, "name": secure_file.name, "properties": {}}
+    if not secrets.compare_digest(ticket.encode(), secure_file.ticket.encode()):
+        raise missing
+    headers: tuple[tuple[str, str], ...] = ()
+    if context.query.get("download", "").lower() == "true":
+        headers = (("Content-Disposition", f'attachment; filename="{quote(secure_file.name, safe="")}"'),)
+    return 200, RawBody(secure_file.data, headers=headers)

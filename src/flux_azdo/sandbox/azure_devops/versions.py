@@ -101,6 +101,25 @@ PERMISSION_EVALUATION_BATCH = Location(
     "cf1faa59-1b63-4448-bf04-13d981a46f5d", "Security", "PermissionEvaluationBatch", "_apis/{area}/{resource}", 1
 )
 
+#: The pipeline OIDC token (TaskHubOidcTokenController). azure-identity's AzurePipelinesCredential calls it with
+#: `api-version=7.1`, the SDK's `create_oidc_token` with `7.1-preview.1`: released in 7.1.
+OIDC_TOKEN = Location(
+    "69a319f4-28c1-4bfd-93e6-ea0ff5c6f1a2",
+    "distributedtask",
+    "oidctoken",
+    "{scopeIdentifier}/_apis/{area}/hubs/{hubName}/plans/{planId}/jobs/{jobId}/{resource}",
+    1,
+)
+#: Secure file download (`?ticket=..&download=true`), the call the agent makes for DownloadSecureFile@1.
+#: UNVERIFIED: the released version; the sandbox accepts 7.1 without `-preview`.
+SECURE_FILES = Location(
+    "adcfd8bc-b184-43ba-bd84-7c8c6a2ff421",
+    "distributedtask",
+    "securefiles",
+    "{project}/_apis/{area}/{resource}/{secureFileId}",
+    1,
+)
+
 LOCATIONS: tuple[Location, ...] = (
     CONNECTION_DATA,
     RESOURCE_AREAS,
@@ -112,6 +131,8 @@ LOCATIONS: tuple[Location, ...] = (
     POLICY_CONFIGURATIONS,
     PERMISSIONS,
     PERMISSION_EVALUATION_BATCH,
+    OIDC_TOKEN,
+    SECURE_FILES,
 )
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)(-preview(?:\.\d+)?)?$", re.IGNORECASE)

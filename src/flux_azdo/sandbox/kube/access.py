@@ -4,13 +4,18 @@ A user is a name, groups and a list of `AccessRule`s; the admin belongs to `syst
 Every request is authorized before it is served, with the real `Forbidden` text, and SelfSubjectAccessReview /
 SelfSubjectRulesReview answer from the same rules, so a test can model a user without cluster-admin and see
 both `kubectl auth can-i` and a failing write agree.
+
+Tokens the server did not issue can be accepted by an external authenticator (`TokenAuthenticator`), the way
+AKS's webhook token authentication accepts Microsoft Entra tokens: it names the user and its groups, and the
+rules come from `Users.bind`, which gives rules (or cluster-admin) to a user name or group without a token, as a
+(Cluster)RoleBinding does.
 """
 
 from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,10 +79,16 @@ class User:
     groups: tuple[str, ...]
     rules: tuple[AccessRule, ...] = ()
     uid: str = field(default_factory=lambda: secrets.token_hex(8))
+    #: Bound to the cluster-admin ClusterRole (may do anything, like system:masters, without that group).
+    cluster_admin: bool = False
 
     @property
     def admin(self) -> bool:
-        return "system:masters" in self.groups
+        return self.cluster_admin or "system:masters" in self.groups
+
+
+#: `token -> (user name, groups)` for a token the authenticator accepts, else None (then the request is a 401).
+TokenAuthenticator = Callable[[str], tuple[str, Sequence[str]] | None]
 
 
 #: Paths every authenticated user may read (the system:discovery and system:public-info-viewer roles).
@@ -96,19 +107,52 @@ class Users:
     would be unusable with kubectl. A request that does carry a token is still that token's user.
     """
 
-    def __init__(self, *, insecure_is_admin: bool = False) -> None:
+    def __init__(
+        self, *, insecure_is_admin: bool = False, token_authenticator: TokenAuthenticator | None = None
+    ) -> None:
         self._lock = threading.Lock()
         self._by_token: dict[str, User] = {}
         self.admin_token = secrets.token_urlsafe(32)
         self._admin = User("sandbox-admin", ("system:masters", "system:authenticated"))
         self._by_token[self.admin_token] = self._admin
         self._insecure_is_admin = insecure_is_admin
+        self.token_authenticator = token_authenticator
+        # user name or group -> (rules, cluster-admin): the bindings external users get their rights from
+        self._bindings: dict[str, tuple[tuple[AccessRule, ...], bool]] = {}
 
     def add(self, name: str, rules: Sequence[AccessRule]) -> str:
         token = secrets.token_urlsafe(32)
         with self._lock:
             self._by_token[token] = User(name, ("system:authenticated",), tuple(rules))
         return token
+
+    def bind(self, subject: str, rules: Sequence[AccessRule] = (), *, cluster_admin: bool = False) -> None:
+        """Give `rules` (added to earlier ones) or cluster-admin to a user name or group, without a token.
+
+        Users named by the external authenticator get the rights bound to their name and to each of their groups.
+        """
+        with self._lock:
+            old_rules, old_admin = self._bindings.get(subject, ((), False))
+            self._bindings[subject] = (old_rules + tuple(rules), old_admin or cluster_admin)
+
+    def _external_user(self, token: str) -> User | None:
+        authenticator = self.token_authenticator
+        if authenticator is None:
+            return None
+        found = authenticator(token)
+        if found is None:
+            return None
+        name, groups = found
+        subjects = [name, *groups]
+        rules: tuple[AccessRule, ...] = ()
+        admin = False
+        with self._lock:
+            for subject in subjects:
+                bound_rules, bound_admin = self._bindings.get(subject, ((), False))
+                rules += bound_rules
+                admin = admin or bound_admin
+        all_groups = tuple(dict.fromkeys([*groups, "system:authenticated"]))
+        return User(name, all_groups, rules, uid=name, cluster_admin=admin)
 
     def authenticate(self, header: str | None) -> User:
         if not header and self._insecure_is_admin:
@@ -118,6 +162,8 @@ class Users:
         token = header[len("Bearer ") :].strip()
         with self._lock:
             user = self._by_token.get(token)
+        if user is None:
+            user = self._external_user(token)
         if user is None:
             raise unauthorized()
         return user

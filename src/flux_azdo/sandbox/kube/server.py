@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from flux_azdo.sandbox.kube.access import AccessRule, Users
+from flux_azdo.sandbox.kube.access import AccessRule, TokenAuthenticator, Users
 from flux_azdo.sandbox.kube.builtin_resources import builtin_types
 from flux_azdo.sandbox.kube.calls import CRD_KEY, NAMESPACE_KEY
 from flux_azdo.sandbox.kube.controllers import LifecycleController
@@ -47,8 +47,10 @@ class KubeApiServer:
     """A fake Kubernetes API server for tests and the demo; use it as a context manager.
 
     `url`, `admin_token` and `ca_data` (PEM of the CA, None over plain HTTP) identify it; `add_user` models a
-    user with limited rights; `write_kubeconfig` writes a kubeconfig (context "sandbox") for kubectl and the
-    kubernetes client; `requests` lists every request answered so far (`reset_requests` clears it).
+    user with limited rights; `token_authenticator` (or `set_token_authenticator`) accepts outside tokens, such as
+    Microsoft Entra tokens on AKS, whose users get their rights from `bind`; `write_kubeconfig` writes a
+    kubeconfig (context "sandbox") for kubectl and the kubernetes client; `requests` lists every request answered
+    so far (`reset_requests` clears it).
 
     Options: `history` is how many write events of each kind watches can replay (older resourceVersions get
     `410 Expired`, as after an etcd compaction); `version` is the release /version reports; a new CRD becomes
@@ -71,12 +73,13 @@ class KubeApiServer:
         crd_establish_delay: float = 0.05,
         watch_bookmark_interval: float = DEFAULT_BOOKMARK_INTERVAL,
         namespace_termination_delay: float = NAMESPACE_TERMINATION_DELAY,
+        token_authenticator: TokenAuthenticator | None = None,
     ) -> None:
         self.tls = tls
         self.host = host
         self.port = port
         self.url = ""
-        self.users = Users(insecure_is_admin=not tls)
+        self.users = Users(insecure_is_admin=not tls, token_authenticator=token_authenticator)
         self.admin_token = self.users.admin_token
         self._material: ServingMaterial | None = generate_serving_material(host) if tls else None
         self.ca_data: bytes | None = self._material.ca_pem if self._material is not None else None
@@ -167,6 +170,15 @@ class KubeApiServer:
     def add_user(self, name: str, rules: Sequence[AccessRule]) -> str:
         """A user limited to `rules`; returns its bearer token."""
         return self.users.add(name, rules)
+
+    def set_token_authenticator(self, authenticator: TokenAuthenticator | None) -> None:
+        """Accept tokens this server did not issue when `authenticator` names their user (AKS's webhook
+        authentication of Microsoft Entra tokens); None: only the server's own tokens again."""
+        self.users.token_authenticator = authenticator
+
+    def bind(self, subject: str, rules: Sequence[AccessRule] = (), *, cluster_admin: bool = False) -> None:
+        """Rules (or cluster-admin) for a user name or group the token authenticator may name; see `Users.bind`."""
+        self.users.bind(subject, rules, cluster_admin=cluster_admin)
 
     def write_kubeconfig(self, path: Path, *, token: str | None = None, namespace: str | None = None) -> None:
         """A kubeconfig with cluster, user and context "sandbox" (0600: it holds a token)."""
