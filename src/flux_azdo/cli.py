@@ -9,11 +9,12 @@ at start-up; everything heavy is imported inside the command that needs it, whic
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from flux_azdo.azdo.access import AccessOptions
     from flux_azdo.azdo.preflight import CheckItem
     from flux_azdo.bootstrap import BootstrapOptions
+    from flux_azdo.cluster.aks import AksCluster
+    from flux_azdo.cluster.checks import BootstrapTarget
+    from flux_azdo.cluster.client import ClusterAccess
     from flux_azdo.console import TerminalReporter
     from flux_azdo.manifests.install import InstallOptions
     from flux_azdo.manifests.repository import BootstrapFiles
@@ -402,8 +406,126 @@ def _add_bootstrap_flags(parser: argparse.ArgumentParser, *, output_help: str) -
 
 
 def _add_cluster_flags(group: argparse._ActionsContainer) -> None:
+    """--kubeconfig/--context, or an AKS cluster reached through Azure Resource Manager (no az, no kubelogin)."""
     group.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
     group.add_argument("--context", help="kubeconfig context (default: its current-context)")
+    group.add_argument(
+        "--aks-subscription",
+        metavar="ID",
+        help="AKS instead of a kubeconfig: the cluster's subscription id (with --aks-resource-group and "
+        "--aks-name; signs in with DefaultAzureCredential: AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET, "
+        "workload or managed identity, az login)",
+    )
+    group.add_argument("--aks-resource-group", metavar="NAME", help="the AKS cluster's resource group")
+    group.add_argument("--aks-name", metavar="NAME", help="the AKS cluster's name")
+    group.add_argument(
+        "--aks-admin",
+        action="store_true",
+        help="use the cluster's admin credential (needs the Cluster Admin Role and local accounts enabled)",
+    )
+    group.add_argument(
+        "--arm-url",
+        metavar="URL",
+        help="Azure Resource Manager endpoint of the cluster's cloud (default https://management.azure.com/)",
+    )
+    group.add_argument(
+        "--arm-scope",
+        metavar="SCOPE",
+        help="scope (or resource id) of the token for --arm-url, when not the cloud's own, e.g. for Azure Stack Hub "
+        "(default: https://management.azure.com/.default for the public cloud, else the URL's)",
+    )
+
+
+#: The open commands' clean-up (innermost last): `main` opens one per command; `_cluster_access` adds to it.
+_COMMAND_CLEANUPS: list[contextlib.ExitStack] = []
+#: Folders made outside `main` (a handler called as a library): kept alive, removed at interpreter exit.
+_KEPT: list[Any] = []
+
+
+@contextlib.contextmanager
+def _command_scope() -> Iterator[None]:
+    """What a command leaves behind (an AKS kubeconfig's private folder) is removed when it ends, however it ends:
+    an exception, Ctrl-C, or SIGTERM (turned into `_Terminated`) all unwind through here."""
+    with contextlib.ExitStack() as stack:
+        _COMMAND_CLEANUPS.append(stack)
+        try:
+            yield
+        finally:
+            _COMMAND_CLEANUPS.remove(stack)
+
+
+def _aks_cluster(args: argparse.Namespace) -> AksCluster | None:
+    """The AKS cluster the --aks-* flags name, None without them; a partial or conflicting set is a UsageError."""
+    names = {
+        "--aks-subscription": getattr(args, "aks_subscription", None),
+        "--aks-resource-group": getattr(args, "aks_resource_group", None),
+        "--aks-name": getattr(args, "aks_name", None),
+    }
+    given = [flag for flag, value in names.items() if value is not None]
+    if not given:
+        extras = [
+            f
+            for f, on in (
+                ("--aks-admin", getattr(args, "aks_admin", False)),
+                ("--arm-url", getattr(args, "arm_url", None)),
+                ("--arm-scope", getattr(args, "arm_scope", None)),
+            )
+            if on
+        ]
+        if extras:
+            raise UsageError(
+                f"{extras[0]} applies to an AKS cluster: add --aks-subscription, --aks-resource-group and --aks-name"
+            )
+        return None
+    missing = [flag for flag in names if flag not in given]
+    if missing:
+        raise UsageError(f"{given[0]} needs {' and '.join(missing)}: name the AKS cluster with all three")
+    conflicting = [f for f, v in (("--kubeconfig", args.kubeconfig), ("--context", args.context)) if v is not None]
+    if conflicting:
+        raise UsageError(f"{conflicting[0]} and --aks-name both say which cluster: pass one of them")
+    from flux_azdo.cluster.aks import AksCluster, arm_base_url
+
+    if args.arm_url is not None:
+        arm_base_url(args.arm_url)
+    return AksCluster(str(names["--aks-subscription"]), str(names["--aks-resource-group"]), str(names["--aks-name"]))
+
+
+def _cluster_access(
+    args: argparse.Namespace, timeout: float, reporter: TerminalReporter | None = None
+) -> ClusterAccess:
+    """The cluster flags as a ClusterAccess; for --aks-*, the cluster's kubeconfig fetched from Azure Resource
+    Manager into a private folder that is removed when the command ends."""
+    from flux_azdo.cluster.client import ClusterAccess
+
+    aks = _aks_cluster(args)
+    if aks is None:
+        return ClusterAccess(args.kubeconfig, args.context, timeout)
+    from flux_azdo.cluster.aks import aks_kubeconfig, write_private_kubeconfig
+    from flux_azdo.cluster.azure_credentials import PUBLIC_ARM_URL, cli_credential, scope_for
+    from flux_azdo.git.folders import PrivateFolder
+
+    kind = "admin" if args.aks_admin else "user"
+    if reporter is not None:
+        reporter.action(f"getting the {kind} credential of AKS cluster {aks.name} from Azure Resource Manager")
+    with cli_credential(timeout=timeout) as credential:  # its HTTP sessions are closed once the tokens are in
+        kubeconfig = aks_kubeconfig(
+            aks,
+            credential,
+            admin=args.aks_admin,
+            arm_url=args.arm_url or PUBLIC_ARM_URL,
+            timeout=timeout,
+            arm_scope=scope_for(args.arm_scope) if args.arm_scope else None,
+        )
+    folder = PrivateFolder("flux-azdo-aks-")
+    if _COMMAND_CLEANUPS:
+        _COMMAND_CLEANUPS[-1].callback(folder.remove)
+    else:
+        _KEPT.append(folder)
+    path = write_private_kubeconfig(kubeconfig, folder.path)
+    if reporter is not None:
+        how = "a Microsoft Entra token" if kubeconfig.entra else f"the {kind} credential"
+        reporter.success(f"AKS cluster {aks.name} at {kubeconfig.server}, with {how}")
+    return ClusterAccess(path, None, timeout)
 
 
 def _folder(text: str) -> Path:
@@ -660,53 +782,23 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _cluster_asked(args: argparse.Namespace) -> bool:
-    return bool(args.cluster or args.kubeconfig is not None or args.context is not None)
+    aks = _aks_cluster(args)  # first: a partial or conflicting set of --aks-* flags is a usage mistake
+    return bool(args.cluster or args.kubeconfig is not None or args.context is not None or aks is not None)
 
 
-@dataclass(frozen=True)
-class _ClusterTarget:
+def _cluster_target(args: argparse.Namespace, reporter: TerminalReporter) -> BootstrapTarget:
     """What `check` asks the cluster about: the namespace, name, path and Flux version of the bootstrap to come."""
+    from flux_azdo.cluster.checks import bootstrap_target
 
-    namespace: str
-    name: str
-    path: str
-    version: str
+    return bootstrap_target(_namespace(args, reporter), args.name, args.path, args.version)
 
 
-def _cluster_target(args: argparse.Namespace, reporter: TerminalReporter) -> _ClusterTarget:
-    from flux_azdo.manifests.flags import validate_namespace, validate_object_name
-    from flux_azdo.manifests.paths import repository_path
-    from flux_azdo.sources import DEFAULT_FLUX_VERSION
-
-    namespace = _namespace(args, reporter)
-    validate_namespace(namespace)
-    name = args.name or namespace
-    validate_object_name(name, "--name")
-    return _ClusterTarget(namespace, name, repository_path(args.path), args.version or DEFAULT_FLUX_VERSION)
-
-
-def _cluster_check_items(args: argparse.Namespace, target: _ClusterTarget) -> list[CheckItem]:
-    """`cluster_checks` for the bootstrap these flags describe; a cluster that cannot be reached is one failed item."""
+def _cluster_check_items(args: argparse.Namespace, target: BootstrapTarget) -> list[CheckItem]:
+    """The cluster checks for the bootstrap these flags describe."""
     from flux_azdo.azdo.access import parse_timeout
-    from flux_azdo.azdo.preflight import CheckItem
-    from flux_azdo.cluster.checks import cluster_checks
-    from flux_azdo.cluster.client import Cluster, ClusterAccess
+    from flux_azdo.cluster.checks import bootstrap_target_checks
 
-    try:
-        cluster = Cluster(ClusterAccess(args.kubeconfig, args.context, parse_timeout(args.timeout)))
-    except UserError as error:
-        why = "not checked: no cluster to ask"
-        keys = ("kubernetes-version", "cluster-rbac", "existing-flux", "path-guard")
-        return [CheckItem("cluster", "fail", error.message, fix=error.fix), *(CheckItem(k, "skip", why) for k in keys)]
-    with cluster:
-        return cluster_checks(
-            cluster,
-            namespace=target.namespace,
-            name=target.name,
-            path=target.path,
-            flux_version=target.version,
-            force=args.force,
-        )
+    return bootstrap_target_checks(lambda: _cluster_access(args, parse_timeout(args.timeout)), target, force=args.force)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -764,10 +856,10 @@ def _bootstrap_options(args: argparse.Namespace, reporter: TerminalReporter) -> 
     from flux_azdo.azdo.access import parse_timeout, preflight_request
     from flux_azdo.bootstrap import BootstrapOptions
     from flux_azdo.bootstrap_steps.credentials import cluster_source_secret
-    from flux_azdo.cluster.client import ClusterAccess
     from flux_azdo.git.workspace import Author
     from flux_azdo.manifests.repository import WorkloadIdentity
 
+    _aks_cluster(args)  # a partial or conflicting set of --aks-* flags is a usage mistake, found before any call
     timeout = parse_timeout(args.timeout)
     call_timeout = min(timeout, _CALL_TIMEOUT)
     namespace = _namespace(args, reporter)
@@ -787,7 +879,7 @@ def _bootstrap_options(args: argparse.Namespace, reporter: TerminalReporter) -> 
         api_token=request.token,
         cluster_secret=cluster_source_secret(sync, request.git_auth, request.token, known_hosts=known_hosts),
         identity=WorkloadIdentity(args.azure_client_id, args.azure_tenant_id),
-        cluster=ClusterAccess(args.kubeconfig, args.context, call_timeout),
+        cluster=_cluster_access(args, call_timeout, reporter),
         kustomize=args.kustomize,
         create_repository=args.create_repo,
         create_branch=args.create_branch,
@@ -874,7 +966,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = _exit_cleanly_on_termination()
     try:
         args = build_parser().parse_args(argv)
-        return int(args.handler(args))
+        with _command_scope():
+            return int(args.handler(args))
     except UserError as exc:
         print(f"✗ {exc}", file=sys.stderr)
         return exc.exit_code

@@ -1,4 +1,4 @@
-"""Reading a manifests folder and writing planned files all-or-nothing.
+"""Reading a manifests folder and writing planned files all-or-nothing; writing a private file (a secret).
 
 The bootstrap files themselves must be read exactly: treating an unreadable
 kustomization.yaml as absent would overwrite the user's file. Other files are only
@@ -102,3 +102,23 @@ def write_files_atomically(root: Path, contents: Mapping[str, str]) -> None:
                 f"cannot write under {root}: {exc.strerror or exc}; check the folder's permissions"
             ) from None
         raise
+
+
+def write_private_file(path: Path, data: bytes, mode: int = 0o600) -> Path:
+    """Write `data` to `path` with `mode` (0600: a key, a token, a kubeconfig), for a private folder of the caller's.
+
+    The bytes go to a new file next to it that `tempfile.mkstemp` creates 0600 with O_EXCL and O_NOFOLLOW (nobody
+    else can read it from its first byte, and no link planted there is followed); it is then renamed over `path`
+    (a rename replaces a link, never writes through it), so `path` is never seen half written and may exist.
+    """
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    return path

@@ -56,6 +56,12 @@ class RotateOptions:
     known_hosts: str | None = None  # the text of --ssh-known-hosts
     timeout: float = 300.0
 
+    def __post_init__(self) -> None:
+        """A mistyped namespace stops here, whoever built the options (the CLI, the pipeline task)."""
+        from flux_azdo.manifests.flags import validate_namespace
+
+        validate_namespace(self.namespace)
+
     @property
     def object_name(self) -> str:
         return self.name or self.namespace
@@ -335,7 +341,7 @@ def wait_until_ready(
 
 def register(commands: Any) -> None:
     """Add `rotate-credentials` to the CLI's subcommands (`commands` is what `add_subparsers` returned)."""
-    from flux_azdo.cli import _add_bool
+    from flux_azdo.cli import _add_bool, _add_cluster_flags
 
     parser = commands.add_parser(
         "rotate-credentials",
@@ -346,8 +352,7 @@ def register(commands: Any) -> None:
         "credential does not work. The PAT comes from GIT_PASSWORD, --password-stdin or --password.",
     )
     group = parser.add_argument_group("cluster")
-    group.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
-    group.add_argument("--context", help="kubeconfig context (default: its current-context)")
+    _add_cluster_flags(group)
     group.add_argument(
         "-n",
         "--namespace",
@@ -396,14 +401,14 @@ def run_command(args: argparse.Namespace) -> int:
 
 def options_from_args(args: argparse.Namespace, reporter: TerminalReporter) -> RotateOptions:
     from flux_azdo.azdo.access import AccessOptions, parse_timeout
-    from flux_azdo.cli import _csv, _namespace, _read_text
-    from flux_azdo.cluster.client import ClusterAccess
+    from flux_azdo.cli import _aks_cluster, _cluster_access, _csv, _namespace, _read_text
     from flux_azdo.errors import UsageError
     from flux_azdo.manifests.flags import validate_namespace
 
+    _aks_cluster(args)  # a partial or conflicting set of --aks-* flags is a usage mistake, found first
     timeout = parse_timeout(args.timeout)
     namespace = _namespace(args, reporter)
-    validate_namespace(namespace)
+    validate_namespace(namespace)  # before --aks-* asks Azure for the cluster (the options check it too)
     if args.password is not None and args.password_stdin:
         raise UsageError("pass either --password or --password-stdin, not both")
     known_hosts = _read_text(args.ssh_known_hosts, "--ssh-known-hosts") if args.ssh_known_hosts else None
@@ -419,7 +424,7 @@ def options_from_args(args: argparse.Namespace, reporter: TerminalReporter) -> R
         timeout=f"{min(timeout, CALL_TIMEOUT)}s",
     )
     return RotateOptions(
-        cluster=ClusterAccess(args.kubeconfig, args.context, min(timeout, CALL_TIMEOUT)),
+        cluster=_cluster_access(args, min(timeout, CALL_TIMEOUT), reporter),
         access=access,
         namespace=namespace,
         name=args.name,

@@ -120,6 +120,12 @@ class UninstallOptions:
     timeout: float = 300.0
     manifests: RemoveManifests | None = None
 
+    def __post_init__(self) -> None:
+        """A mistyped namespace stops here, whoever built the options (the CLI, the pipeline task)."""
+        from flux_azdo.manifests.flags import validate_namespace
+
+        validate_namespace(self.namespace)
+
 
 @dataclass
 class UninstallResult:
@@ -619,7 +625,7 @@ def _remove_manifests(workspace: Workspace, folder: str, manifests: RemoveManife
 
 def register(commands: Any) -> None:
     """Add `uninstall` to the CLI's subcommands (`commands` is what `add_subparsers` returned)."""
-    from flux_azdo.cli import _add_bool, _Parser
+    from flux_azdo.cli import _add_bool, _add_cluster_flags, _Parser
 
     parser: _Parser = commands.add_parser(
         "uninstall",
@@ -631,8 +637,7 @@ def register(commands: Any) -> None:
         "also commit the removal of <path>/<namespace>/ to the repository.",
     )
     group = parser.add_argument_group("cluster")
-    group.add_argument("--kubeconfig", type=Path, help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
-    group.add_argument("--context", help="kubeconfig context (default: its current-context)")
+    _add_cluster_flags(group)
     group.add_argument(
         "-n",
         "--namespace",
@@ -696,20 +701,20 @@ def run_command(args: argparse.Namespace) -> int:
 def options_from_args(args: argparse.Namespace, reporter: TerminalReporter) -> UninstallOptions:
     """Flags and environment -> UninstallOptions; every mistake found here changes nothing."""
     from flux_azdo.azdo.access import parse_timeout
-    from flux_azdo.cli import _namespace
-    from flux_azdo.cluster.client import ClusterAccess
+    from flux_azdo.cli import _aks_cluster, _cluster_access, _namespace
     from flux_azdo.manifests.flags import validate_namespace
 
+    _aks_cluster(args)  # a partial or conflicting set of --aks-* flags is a usage mistake, found first
     timeout = parse_timeout(args.timeout)
     namespace = _namespace(args, reporter)
-    validate_namespace(namespace)
+    validate_namespace(namespace)  # before --aks-* asks Azure for the cluster (the options check it too)
     manifests = _remove_manifests_options(args, timeout, reporter) if args.remove_manifests else None
     if not args.remove_manifests:
         given = [flag for flag, value in (("--url", args.url), ("--path", args.path)) if value is not None]
         if given:
             raise UsageError(f"{', '.join(given)} applies with --remove-manifests only: add it, or drop {given[0]}")
     return UninstallOptions(
-        cluster=ClusterAccess(args.kubeconfig, args.context, min(timeout, CALL_TIMEOUT)),
+        cluster=_cluster_access(args, min(timeout, CALL_TIMEOUT), reporter),
         namespace=namespace,
         keep_crds=args.keep_crds,
         keep_namespace=args.keep_namespace,

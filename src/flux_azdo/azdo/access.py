@@ -45,6 +45,13 @@ class AccessOptions:
     create_repository: bool = False
     create_branch: bool = False
     password: str | None = field(default=None, repr=False)
+    #: Whether these values are flags of a command line: only then is `password` warned about as visible in `ps`
+    #: (the pipeline task hands its inputs over in-process).
+    from_command_line: bool = True
+    #: How messages name where `password` came from (`--password`, `input "gitPat"`).
+    password_origin: str = "--password"
+    #: How messages name the private key (None: `--private-key-file <path>`; the task names its secure file).
+    private_key_origin: str | None = None
     password_stdin: bool = False
     entra_auth: bool = False
     organization: str | None = None
@@ -81,7 +88,7 @@ def preflight_request(
         raise UsageError("pass either --password or --password-stdin, not both")
     url = parse_access_url(options)
     _check_flags_apply(options, url)
-    if options.password is not None and warn is not None:
+    if options.password is not None and options.from_command_line and warn is not None:
         instead = (
             "through --password-stdin" if url.transport == "ssh" else "in GIT_PASSWORD or through --password-stdin"
         )
@@ -252,7 +259,7 @@ def https_token(
     """
     stream = stdin if stdin is not None else sys.stdin
     if options.password is not None:
-        secret, origin = options.password.strip(), "--password"
+        secret, origin = options.password.strip(), options.password_origin
     elif options.password_stdin:
         secret, origin = stdin_line("--password-stdin", stream), "stdin"
     elif environ.get("GIT_PASSWORD", "").strip():
@@ -318,16 +325,15 @@ def ssh_key_from_options(
     path = options.private_key_file
     if path is None:
         return None
+    origin = options.private_key_origin or f"--private-key-file {path}"
     try:
         key = path.read_bytes()
     except OSError as exc:
-        raise UserError(
-            f"--private-key-file {path} cannot be read ({exc.strerror}): pass the path of the private key"
-        ) from None
+        raise UserError(f"{origin} cannot be read ({exc.strerror}): pass the path of the private key") from None
     try:
         info = inspect_private_key(key, passphrase)
     except UserError as exc:
-        raise UserError(f"--private-key-file {path}: {exc.message}") from None
+        raise UserError(f"{origin}: {exc.message}", fix=exc.fix) from None
     hosts_file = options.ssh_known_hosts
     if hosts_file is not None:
         try:

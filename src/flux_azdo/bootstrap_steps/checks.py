@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from flux_azdo.azdo.preflight.report import CheckItem
 
 if TYPE_CHECKING:
-    from flux_azdo.azdo.preflight import Facts, PreflightRequest
+    from flux_azdo.azdo.preflight import ClusterCredential, Facts, PreflightRequest
     from flux_azdo.bootstrap import BootstrapOptions, Reporter
     from flux_azdo.cluster.client import Cluster
 
@@ -25,11 +25,8 @@ BLOCKING_FOR_BOOTSTRAP = ("cluster-credential",)
 
 
 def preflight_request(options: BootstrapOptions) -> PreflightRequest:
-    from flux_azdo.azdo.preflight import ClusterCredential, PreflightRequest
+    from flux_azdo.azdo.preflight import PreflightRequest
 
-    credential: ClusterCredential = "ssh" if options.url.transport == "ssh" else "token"
-    if options.sync.provider == "azure":
-        credential = "workload-identity"
     return PreflightRequest(
         url=options.url,
         branch=options.branch,
@@ -38,9 +35,25 @@ def preflight_request(options: BootstrapOptions) -> PreflightRequest:
         token=options.api_token,
         git_auth=options.git_auth,
         ssh_key=options.ssh_key,
-        cluster_credential=credential,
+        cluster_credential=cluster_credential(options),
         timeout=options.call_timeout,
     )
+
+
+def cluster_credential(options: BootstrapOptions) -> ClusterCredential:
+    """What the cluster will store, read from the Secret bootstrap writes: the push may use another credential
+    (the pipeline task pushes with the job token and gives the cluster a PAT or an SSH key of its own)."""
+    if options.sync.provider == "azure":
+        return "workload-identity"
+    secret = options.cluster_secret
+    if secret is None:
+        return "ssh" if options.url.transport == "ssh" else "token"
+    if "identity" in secret.string_data:
+        return "ssh"
+    token = options.api_token
+    if token is not None and secret.string_data.get("password") != token.secret:
+        return "separate-token"
+    return "token"
 
 
 def preflight(options: BootstrapOptions, cluster: Cluster, version: str, reporter: Reporter) -> Facts | None:

@@ -33,7 +33,7 @@ from typing import Any
 import kubernetes.client
 
 from flux_azdo.azdo.preflight.report import CheckItem
-from flux_azdo.cluster.client import Cluster, NotFound
+from flux_azdo.cluster.client import Cluster, ClusterAccess, NotFound
 from flux_azdo.errors import UserError
 
 #: `flux check --pre`'s `kubernetesConstraints` (cmd/flux/check.go) at each minor's .0 tag of fluxcd/flux2; the
@@ -61,6 +61,8 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 VERSION_LABEL = "app.kubernetes.io/version"
 PART_OF = "app.kubernetes.io/part-of"
 
+#: The checks after `cluster`, skipped when the API server cannot be asked.
+_UNASKED = ("kubernetes-version", "cluster-rbac", "existing-flux", "path-guard")
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
 _ADMIN_FIX = (
     "use a cluster-admin kubeconfig (for AKS: `az aks get-credentials --admin ...`, or a ClusterRoleBinding of "
@@ -140,10 +142,7 @@ def cluster_checks(
         why = "not checked: the API server did not answer"
         return [
             CheckItem("cluster", "fail", error.message, fix=error.fix),
-            *(
-                CheckItem(key, "skip", why)
-                for key in ("kubernetes-version", "cluster-rbac", "existing-flux", "path-guard")
-            ),
+            *(CheckItem(key, "skip", why) for key in _UNASKED),
         ]
     items = [CheckItem("cluster", "ok", f"the API server {cluster.server} answers: Kubernetes {server_version}")]
     items.append(kubernetes_version_check(server_version, flux_version))
@@ -450,3 +449,54 @@ def _read_kustomization(cluster: Cluster, namespace: str, name: str) -> dict[str
             _request_timeout=cluster.access.timeout,
         ),
     )
+
+
+# ----- the checks for one bootstrap target (`flux-azdo check` and the pipeline task's `check` share them) ----------
+
+
+@dataclass(frozen=True)
+class BootstrapTarget:
+    """What a bootstrap to come would install and sync: the cluster is asked about exactly these.
+
+    Build it with `bootstrap_target`, which checks the names before anything connects."""
+
+    namespace: str
+    name: str
+    path: str
+    flux_version: str
+
+
+def bootstrap_target(namespace: str, name: str | None, path: str | None, flux_version: str | None) -> BootstrapTarget:
+    """The target, validated as bootstrap validates it (the name defaults to the namespace, as Flux's does)."""
+    from flux_azdo.manifests.flags import validate_namespace, validate_object_name
+    from flux_azdo.manifests.paths import repository_path
+    from flux_azdo.sources import DEFAULT_FLUX_VERSION
+
+    validate_namespace(namespace)
+    object_name = name or namespace
+    validate_object_name(object_name, "--name")
+    return BootstrapTarget(namespace, object_name, repository_path(path or ""), flux_version or DEFAULT_FLUX_VERSION)
+
+
+def bootstrap_target_checks(
+    access: Callable[[], ClusterAccess], target: BootstrapTarget, *, force: bool
+) -> list[CheckItem]:
+    """`cluster_checks` for `target`; a cluster that cannot even be described (`access` raises, or its kubeconfig
+    does not load) is one failed item, and each check it would have run is listed as skipped."""
+    try:
+        cluster = Cluster(access())
+    except UserError as error:
+        why = "not checked: no cluster to ask"
+        return [
+            CheckItem("cluster", "fail", error.message, fix=error.fix),
+            *(CheckItem(k, "skip", why) for k in _UNASKED),
+        ]
+    with cluster:
+        return cluster_checks(
+            cluster,
+            namespace=target.namespace,
+            name=target.name,
+            path=target.path,
+            flux_version=target.flux_version,
+            force=force,
+        )

@@ -18,6 +18,9 @@ _OWN_CREDENTIAL = (
 
 
 def decide_cluster(request: PreflightRequest, facts: Facts) -> list[CheckItem]:
+    if request.cluster_credential == "separate-token":
+        # The cluster gets a PAT of its own (the pipeline task's clusterPat); vetted where it is read.
+        return [_pat_expiry("the PAT given for the cluster")]
     if request.cluster_credential != "token" or request.token is None:
         return []
     kind = credential_kind(request.token, facts.who)
@@ -41,13 +44,15 @@ def decide_cluster(request: PreflightRequest, facts: Facts) -> list[CheckItem]:
             )
         ]
     if kind == "pat" and facts.who is not None:
-        return [
-            CheckItem(
-                "pat-expiry",
-                "warn",
-                "the PAT will be stored in the cluster (Secret flux-system): Flux stops syncing when it expires",
-                fix="use --provider azure (workload identity: nothing to expire) or an SSH key; otherwise renew the "
-                "PAT before its expiry date and update the Secret",
-            )
-        ]
+        return [_pat_expiry("the PAT")]
     return []
+
+
+def _pat_expiry(which: str) -> CheckItem:
+    return CheckItem(
+        "pat-expiry",
+        "warn",
+        f"{which} will be stored in the cluster (Secret flux-system): Flux stops syncing when it expires",
+        fix="use --provider azure (workload identity: nothing to expire) or an SSH key; otherwise renew the "
+        "PAT before its expiry date and update the Secret (flux-azdo rotate-credentials)",
+    )

@@ -15,7 +15,9 @@ from flux_azdo.git.auth import GitAuth
 from flux_azdo.git.ssh import SshKeyInfo
 
 #: What the cluster will hold afterwards: decides the warnings about short-lived and expiring tokens.
-ClusterCredential = Literal["token", "ssh", "workload-identity"]
+#: "separate-token": a token of its own, not this run's (the pipeline task's clusterPat), vetted by
+#: `bootstrap_steps.credentials.cluster_source_secret`; the run's token is then not the cluster's concern.
+ClusterCredential = Literal["token", "ssh", "workload-identity", "separate-token"]
 
 
 @dataclass(frozen=True)
