@@ -3,10 +3,20 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages the tests need: git for the repositories, OpenSSH for the sandbox's SSH endpoint.
-APT_PACKAGES := git openssh-client openssh-server
+# Debian packages the tests need: git for the repositories, OpenSSH for the sandbox's SSH endpoint, file for
+# the MIME types tfx writes into the .vsix.
+APT_PACKAGES := git openssh-client openssh-server file
+# The extension: tfx-cli pinned in package-lock.json; the task's Python wheels pinned by constraints.txt.
+NODE_STAMP := node_modules/.package-lock.json
+WHEELHOUSE := build/wheelhouse
+WHEELHOUSE_STAMP := $(WHEELHOUSE)/.complete
+EXTENSION_ROOT := build/extension
+TFX := node_modules/.bin/tfx
+# The Marketplace publisher the .vsix is built for: `make vsix PUBLISHER=contoso` gives
+# dist/contoso.flux-azdo-<version>.vsix for your own (private) publisher; vss-extension.json names flux-azdo.
+PUBLISHER ?= flux-azdo
 
-.PHONY: demo test lint typecheck unit bench system-deps clean
+.PHONY: demo test lint typecheck unit bench system-deps node-deps wheelhouse vsix clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,17 +34,41 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends kubernetes-client; \
 	  else echo "kubectl is missing (run: sudo apt-get install kubernetes-client)"; exit 1; fi; }
 
+# Node (20 or newer) runs the task's launcher in the tests and tfx for `make vsix`.
+$(NODE_STAMP): package.json package-lock.json
+	@command -v node >/dev/null 2>&1 || { echo "node is missing (install Node.js 20 or newer)"; exit 1; }
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+node-deps: $(NODE_STAMP)
+
+# Binary wheels for every Linux platform and CPython the task ships (network: pip download, once).
+$(WHEELHOUSE_STAMP): $(STAMP) constraints.txt
+	$(BIN)/python task/stage.py --download --wheelhouse $(WHEELHOUSE)
+	touch $(WHEELHOUSE_STAMP)
+
+wheelhouse: $(WHEELHOUSE_STAMP)
+
+# dist/<publisher>.<id>-<version>.vsix; stage.py refuses when task.json and vss-extension.json versions differ.
+# tfx runs `file` for the MIME types it records (Debian package file, also installed by `make system-deps`).
+vsix: $(STAMP) $(NODE_STAMP) $(WHEELHOUSE_STAMP)
+	@command -v file >/dev/null 2>&1 || { echo "file is missing: tfx needs it (run: sudo apt-get install file, or make system-deps)"; exit 1; }
+	$(BIN)/python task/stage.py --wheelhouse $(WHEELHOUSE) --extension-root $(EXTENSION_ROOT)
+	mkdir -p dist
+	$(TFX) extension create --no-prompt --no-color --root $(EXTENSION_ROOT) \
+	  --manifests vss-extension.json --publisher $(PUBLISHER) --output-path dist
+
 demo: $(STAMP)
 	$(BIN)/flux-azdo demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks task
+	$(BIN)/ruff format --check src tests benchmarks task
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP) system-deps
+unit: $(STAMP) system-deps $(NODE_STAMP)
 	$(BIN)/python -m pytest
 
 test: lint typecheck unit
@@ -43,4 +77,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist node_modules .pytest_cache .mypy_cache .ruff_cache
