@@ -112,6 +112,27 @@ def test_an_empty_file_path_arrives_as_the_sources_folder_and_means_not_given(tm
     assert given.kubeconfig == tmp_path / "kube.yaml"
 
 
+def test_manifests_is_the_clis_manifests_with_a_relative_path_rooted_at_the_sources_folder(tmp_path: Path) -> None:
+    """A string input (it may be an oci:// URL), so the agent roots nothing: the task roots a relative path at the
+    sources folder as it would a filePath; an absolute path and an oci:// reference (any case) go as given."""
+    assert read_inputs(BASE, sources=tmp_path).manifests is None
+    assert read_inputs({**BASE, "INPUT_MANIFESTS": "  "}, sources=tmp_path).manifests is None
+    cases = {
+        "flux/gotk-components.yaml": str(tmp_path / "flux" / "gotk-components.yaml"),
+        "flux.tar.gz": str(tmp_path / "flux.tar.gz"),
+        str(tmp_path / "elsewhere"): str(tmp_path / "elsewhere"),
+        "oci://mirror.example.test/fluxcd/flux-manifests": "oci://mirror.example.test/fluxcd/flux-manifests",
+        "OCI://mirror.example.test/flux-manifests": "OCI://mirror.example.test/flux-manifests",
+    }
+    for given, expected in cases.items():
+        assert read_inputs({**BASE, "INPUT_MANIFESTS": f" {given} "}, sources=tmp_path).manifests == expected
+    # Outside a job (no sources folder) a relative path stays relative, as the CLI takes it.
+    assert read_inputs({**BASE, "INPUT_MANIFESTS": "flux"}).manifests == "flux"
+    assert in_input_terms("--manifests x: no such file; check --manifests, or --remove-manifests") == (
+        "manifests x: no such file; check manifests, or removeManifests"
+    )
+
+
 def test_secret_inputs_are_found_unchecked_for_the_masker() -> None:
     environ = {
         "INPUT_GITPAT": " push-pat-value ",

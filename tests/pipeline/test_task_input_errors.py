@@ -83,6 +83,11 @@ CASES = [
     ("interval", {"interval": "often"}, "interval='often' is not a duration"),
     ("fluxVersion", {"fluxVersion": "2.4.0"}, "use fluxVersion v2.4.0"),
     (
+        "manifests",
+        {"manifests": "no/such/gotk-components.yaml"},
+        "manifests no/such/gotk-components.yaml: no such file or folder",
+    ),
+    (
         "workloadIdentityClientId",
         {"clusterAuth": "workloadIdentity", "workloadIdentityClientId": "not-a-guid"},
         "workloadIdentityClientId='not-a-guid' is not a GUID",

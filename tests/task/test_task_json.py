@@ -140,6 +140,7 @@ CONTRACT: dict[str, tuple[str, str | None, str | None]] = {
     "workloadIdentityClientId": ("string", "clusterCredential", ""),
     "workloadIdentityTenantId": ("string", "clusterCredential", ""),
     "fluxVersion": ("string", "flux", ""),
+    "manifests": ("string", "flux", ""),
     "components": ("string", "flux", "source-controller,kustomize-controller,helm-controller,notification-controller"),
     "componentsExtra": ("string", "flux", ""),
     "registry": ("string", "flux", "ghcr.io/fluxcd"),

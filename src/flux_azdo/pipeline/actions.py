@@ -321,7 +321,7 @@ def bootstrap_options(
         url=request.url,
         install=install,
         sync=sync,
-        manifests=None,
+        manifests=inputs.manifests,
         git_auth=request.git_auth,
         api_token=request.token,
         cluster_secret=secret,

@@ -96,6 +96,7 @@ SPECS: dict[str, InputSpec] = {
         _spec("workloadIdentityClientId", "Workload identity client ID"),
         _spec("workloadIdentityTenantId", "Workload identity tenant ID"),
         _spec("fluxVersion", "Flux version"),
+        _spec("manifests", "Flux manifests"),
         _spec("components", "Components", default=DEFAULT_COMPONENTS),
         _spec("componentsExtra", "Extra components"),
         _spec("registry", "Container registry", default="ghcr.io/fluxcd"),
@@ -198,6 +199,7 @@ class TaskInputs:
     workload_identity_client_id: str = ""
     workload_identity_tenant_id: str = ""
     flux_version: str = ""
+    manifests: str | None = None  # as the CLI's --manifests: None is the OCI release at flux_version
     components: tuple[str, ...] = tuple(DEFAULT_COMPONENTS.split(","))
     components_extra: tuple[str, ...] = ()
     registry: str = "ghcr.io/fluxcd"
@@ -278,6 +280,16 @@ class _Reader:
             return None
         return Path(value)
 
+    def manifests(self, name: str) -> str | None:
+        """The CLI's `--manifests` value: an `oci://` reference as given; a path relative to the sources folder (a
+        string input, not a filePath, so that it may be a URL: the agent roots nothing), as a filePath would be."""
+        value = self.text(name)
+        if not value:
+            return None
+        if value.lower().startswith("oci://") or self.sources is None or os.path.isabs(value):
+            return value
+        return str(self.sources / value)
+
 
 def read_inputs(environ: Mapping[str, str], *, sources: Path | None = None) -> TaskInputs:
     """The inputs, checked; `sources` is the job's sources folder (an empty filePath arrives as it)."""
@@ -317,6 +329,7 @@ def read_inputs(environ: Mapping[str, str], *, sources: Path | None = None) -> T
         workload_identity_client_id=read.text("workloadIdentityClientId"),
         workload_identity_tenant_id=read.text("workloadIdentityTenantId"),
         flux_version=read.text("fluxVersion"),
+        manifests=read.manifests("manifests"),
         components=read.items("components") or tuple(DEFAULT_COMPONENTS.split(",")),
         components_extra=read.items("componentsExtra"),
         registry=read.text("registry") or SPECS["registry"].default,
@@ -411,6 +424,7 @@ FLAG_INPUTS: dict[str, str] = {
     "--aks-name": "kubernetesCluster",
     "--aks-admin": "useClusterAdmin",
     "--version": "fluxVersion",
+    "--manifests": "manifests",
     "--components": "components",
     "--components-extra": "componentsExtra",
     "--registry": "registry",
