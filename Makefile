@@ -16,7 +16,7 @@ TFX := node_modules/.bin/tfx
 # dist/contoso.flux-azdo-<version>.vsix for your own (private) publisher; vss-extension.json names flux-azdo.
 PUBLISHER ?= flux-azdo
 
-.PHONY: demo test lint typecheck unit bench system-deps node-deps wheelhouse vsix clean
+.PHONY: demo task-demo test lint typecheck unit bench system-deps node-deps wheelhouse vsix clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,14 @@ vsix: $(STAMP) $(NODE_STAMP) $(WHEELHOUSE_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/flux-azdo demo
+
+# The pipeline task, as a pipeline would run it: staged offline for this interpreter (no wheelhouse, no network),
+# then run twice by the sandbox's simulated agent. Node 20 or newer runs its launcher.
+TASK_DEMO_ROOT := build/task-demo
+task-demo: $(STAMP)
+	@command -v node >/dev/null 2>&1 || { echo "node is missing (install Node.js 20 or newer)"; exit 1; }
+	$(BIN)/python task/stage.py --from-venv --out $(TASK_DEMO_ROOT)
+	$(BIN)/flux-azdo demo --task $(TASK_DEMO_ROOT)/FluxBootstrapV1
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks task

@@ -1,4 +1,5 @@
 """`flux-azdo demo` as a new user runs it (`make demo`): a real process, an empty HOME, no credentials, no network.
+`flux-azdo demo --task DIR` (`make task-demo`) is the same for the pipeline task, on the session's staged task.
 
 The demo starts the sandbox, bootstraps Flux into it twice and takes it all down again. These tests read what a
 user reads (its output) and then look for what it could have left behind: its folder, files in HOME or the temp
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from support.leftovers import live_pids, wait_for_cleanup
+from support.task import staged_task_folder
 
 #: Variables that would point the demo at something other than its own sandbox, or hand it a credential.
 FOREIGN_VARIABLES = (
@@ -34,10 +36,11 @@ FIRST_RUN = re.compile(r"^That run: 2 commits; (\d+) requests to the API server,
 STARTING = re.compile(r"^► starting the sandbox in (\S+)$", re.M)
 
 
-def demo_command() -> list[str]:
+def demo_command(*args: str) -> list[str]:
     """`flux-azdo` as `make demo` runs it (the venv's script), else the module."""
     script = Path(sys.executable).with_name("flux-azdo")
-    return [str(script), "demo"] if script.exists() else [sys.executable, "-m", "flux_azdo", "demo"]
+    command = [str(script), "demo"] if script.exists() else [sys.executable, "-m", "flux_azdo", "demo"]
+    return [*command, *args]
 
 
 def fresh_environment(tmp_path: Path) -> dict[str, str]:
@@ -161,3 +164,113 @@ def test_interrupting_the_demo_during_the_bootstrap_still_stops_the_sandbox_and_
     starting = STARTING.search(out)
     assert starting is not None
     assert_nothing_left(tmp_path, before, starting.group(1))
+
+
+@pytest.fixture(scope="module")
+def staged_task(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's task folder, staged offline for this interpreter as `make task-demo` stages it."""
+    return staged_task_folder(tmp_path_factory)
+
+
+#: A job token: the sandbox's fake JWT (sandbox/world.py `issue_job_token`).
+JWT = re.compile(r"\beyJ[\w-]+\.[\w-]+\.[\w-]*")
+SHA = re.compile(r"^[0-9a-f]{40}$")
+
+
+def test_the_task_demo_runs_the_pipeline_step_twice_changed_then_unchanged_and_shows_what_the_job_keeps(
+    tmp_path: Path, staged_task: Path
+) -> None:
+    before = live_pids()
+    demo = subprocess.run(
+        demo_command("--task", str(staged_task)),
+        capture_output=True,
+        text=True,
+        env=fresh_environment(tmp_path),
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+        check=False,
+    )
+    out = demo.stdout
+
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert demo.stderr == ""
+    starting = STARTING.search(out)
+    assert starting is not None
+    rerun = out.index("2. The same step again")
+    first, second = out[:rerun], out[rerun:]
+    assert "    - task: FluxBootstrap@1" in first and "        clusterPat: $(clusterPat)" in first
+    # The agent's view of the log: its header, groups with the progress, issues, no raw logging command.
+    assert "    Starting: Flux bootstrap fleet-infra" in first
+    assert re.search(r"^    ▼ generating component manifests  \[\d+%\]$", first, re.M)
+    assert "      Warning: the PAT given for the cluster will be stored in the cluster" in first
+    assert "##vso[" not in out and "##[" not in out
+    # The two results, and the output variables of each run.
+    assert "✔ FluxBootstrap@1 Succeeded: result=changed;" in first
+    assert "✔ FluxBootstrap@1 Succeeded: result=unchanged;" in second
+    variables = dict(re.findall(r"^    \$\(flux\.(\w+)\) = (.*)$", first, re.M))
+    assert variables["result"] == "changed" and variables["fluxVersion"] == "v0.0.0-sample"
+    assert SHA.match(variables["componentsCommit"]) and SHA.match(variables["syncCommit"])
+    assert variables["repositoryUrl"].endswith("/sandbox-org/platform/_git/fleet-infra")
+    again = dict(re.findall(r"^    \$\(flux\.(\w+)\) = ?(.*)$", second, re.M))
+    assert (again["result"], again["componentsCommit"], again["syncCommit"]) == ("unchanged", "", "")
+    # The summary tab: the Markdown the task uploaded, with a link to the sync commit.
+    assert re.search(r"^  Summary tab \(flux-azdo-summary-bootstrap-[0-9a-f]+\.md\):$", first, re.M)
+    assert f"/commit/{variables['syncCommit']})" in first
+    assert second.count("Summary tab (flux-azdo-summary-bootstrap-") == 1
+    # No secret in anything the user reads.
+    assert PAT.search(out) is None and JWT.search(out) is None
+    assert out.count("✔ no secret readable in the log or the summary") == 2
+    assert out.splitlines()[-1] == f"✔ sandbox stopped, {starting.group(1)} removed: nothing is left running or on disk"
+    assert_nothing_left(tmp_path, before, starting.group(1))
+
+
+def test_interrupting_the_task_demo_cancels_the_step_and_stops_the_sandbox(tmp_path: Path, staged_task: Path) -> None:
+    before = live_pids()
+    process = subprocess.Popen(
+        demo_command("--task", str(staged_task)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=fresh_environment(tmp_path),
+    )
+    seen: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.append(line)
+            if line.startswith("    ▼ cloning"):  # the task runs: node, Python, the sandbox all up
+                break
+        process.send_signal(signal.SIGINT)
+        rest, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    out = "".join(seen) + rest
+
+    assert process.returncode == 130, out + err
+    assert err.splitlines()[-1] == "✗ interrupted"
+    assert "► stopping the sandbox" in out
+    starting = STARTING.search(out)
+    assert starting is not None
+    assert_nothing_left(tmp_path, before, starting.group(1))
+
+
+def test_the_task_demo_with_a_folder_that_is_no_task_says_how_to_get_one(tmp_path: Path) -> None:
+    demo = subprocess.run(
+        demo_command("--task", str(tmp_path)),
+        capture_output=True,
+        text=True,
+        env=fresh_environment(tmp_path),
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
+
+    assert demo.returncode == 1
+    assert demo.stdout == ""
+    assert demo.stderr.splitlines() == [
+        f"✗ --task {tmp_path} holds no task.json: pass a task folder holding task.json and launcher.js, e.g. "
+        "build/task/FluxBootstrapV1 after `python task/stage.py --from-venv --out build/task` (or `make task-demo`)"
+    ]

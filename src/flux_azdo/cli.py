@@ -583,6 +583,13 @@ def _add_sandbox_commands(commands: Any) -> None:
         const=False,
         help="leave Deployments to the cluster's own controllers (the default with --kubeconfig)",
     )
+    up.add_argument(
+        "--azure",
+        action="store_true",
+        help="also start a local Microsoft Entra ID and Azure Resource Manager with an AKS cluster on the sandbox's "
+        "API server, a service principal and an AzureRM service connection (for --aks-* and the pipeline task); "
+        "sandbox.env then holds the AZURE_* values",
+    )
     up.set_defaults(handler=_cmd_sandbox_up)
     down = actions.add_parser("down", help="stop it and remove its files", description="Stop the sandbox.")
     down.add_argument("--dir", required=True, type=_folder, help="the folder given to `sandbox up`")
@@ -914,6 +921,7 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
         tls=not args.http,
         flux=args.flux,
         simulate_deployments=args.simulate_deployments,
+        azure=args.azure,
     )
     try:
         started = up(options)
@@ -934,6 +942,12 @@ def _cmd_sandbox_up(args: argparse.Namespace) -> int:
         reporter.success(f"{cluster}: kubeconfig {env['KUBECONFIG']}")
     if args.flux:
         reporter.success("Flux controller simulator running")
+    if env.get("AZURE_ARM_URL"):
+        reporter.success(
+            f"Azure: Entra ID {env['AZURE_AUTHORITY_HOST']}, Resource Manager {env['AZURE_ARM_URL']} (AKS cluster "
+            f"{env['AKS_CLUSTER']} in {env['AKS_RESOURCE_GROUP']}); Azure clients trust its CA with "
+            "REQUESTS_CA_BUNDLE=$AZURE_CA_FILE"
+        )
     reporter.success(f"sandbox running (pid {started.pid}); stop it with: flux-azdo sandbox down --dir {args.dir}")
     for name, value in env.items():
         print(f"{name}={value}")

@@ -8,8 +8,14 @@ and runs the same bootstrap again: the re-run's commit and write counts come fro
 the API server's request log), not from what the bootstrap says about itself. Everything is stopped and removed at
 the end, also after a failure, Ctrl-C or SIGTERM (`cli.main` turns those into exceptions, so `finally` runs).
 
+`flux-azdo demo --task DIR` shows the Azure Pipelines task the same way: DIR is a task folder (task.json,
+launcher.js and the staged Python, as `python task/stage.py` lays it out or the .vsix holds it). The sandbox's
+simulated agent (`flux_azdo.sandbox.pipelines_agent`) runs it as a YAML step would, with the job token pushing and
+the sandbox user's PAT as the cluster's credential, and the demo shows the log as the agent shows it (groups,
+issues, progress, secrets as ***), the output variables and the summary tab, then runs the step again.
+
 Only the demo, `flux-azdo sandbox` and the tests may import `flux_azdo.sandbox`; `bootstrap_options` is public
-because benchmarks/run.py drives the same bootstrap.
+because benchmarks/run.py drives the same bootstrap, `seed_sample_distribution` because the tests' agent uses it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ if TYPE_CHECKING:
     from flux_azdo.bootstrap import BootstrapOptions
     from flux_azdo.console import TerminalReporter
     from flux_azdo.sandbox.kube import KubeApiServer
+    from flux_azdo.sandbox.pipelines_agent import AgentRun, Endpoint, SimulatedAgent
     from flux_azdo.sandbox.runtime import Sandbox
 
 #: The Kubernetes user the demo's bootstrap runs as: its requests are counted apart from the simulator's.
@@ -48,12 +55,22 @@ def register(commands: Any) -> None:
         description="Start a local Azure DevOps, Kubernetes API server and Flux simulator in a temporary folder, "
         "run `flux-azdo bootstrap` against them with the bundled sample distribution, show the repository and "
         "the cluster, run it again to show that a re-run with nothing new changes nothing, then stop the "
-        "sandbox and remove the folder.",
+        "sandbox and remove the folder. With --task, run the Azure Pipelines task in that folder instead, "
+        "through a simulated pipeline agent, the same way.",
+    )
+    demo.add_argument(
+        "--task",
+        metavar="DIR",
+        type=Path,
+        help="a FluxBootstrap task folder (task.json, launcher.js: staged by `python task/stage.py` or unpacked "
+        "from the .vsix): run it as a pipeline step would, twice",
     )
     demo.set_defaults(handler=_cmd_demo)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.task is not None:
+        return run_task_demo(args.task, sys.stdout)
     return run_demo(sys.stdout)
 
 
@@ -305,3 +322,256 @@ def _sdk_cache(directory: Path) -> Iterator[None]:
             os.environ.pop(_SDK_CACHE_VARIABLE, None)
         else:
             os.environ[_SDK_CACHE_VARIABLE] = previous
+
+
+# ----- `flux-azdo demo --task DIR`: the Azure Pipelines task through the sandbox's simulated agent -----------------
+
+#: The step's reference name in the YAML (`name: flux`): output variables read as $(flux.result).
+STEP_NAME = "flux"
+#: The Kubernetes service connection's name in the YAML step (its id is what the agent hands the task).
+CONNECTION_NAME = "sandbox-cluster"
+#: The cluster user the task runs as (its kubeconfig is the service connection).
+PIPELINE_USER = "flux-azdo-pipeline"
+#: The secret variable that holds the cluster's Git credential (`clusterPat: $(clusterPat)`).
+PAT_VARIABLE = "clusterPat"
+_TASK_FIX = (
+    "pass a task folder holding task.json and launcher.js, e.g. build/task/FluxBootstrapV1 after "
+    "`python task/stage.py --from-venv --out build/task` (or `make task-demo`)"
+)
+
+
+def seed_sample_distribution(cache_home: Path) -> None:
+    """flux-azdo's OCI layer cache under `cache_home` (XDG_CACHE_HOME) holding the bundled sample as ghcr.io's Flux
+    manifests at the sample's version: a task asking for that version finds it there and needs no network, as on
+    a warm offline agent."""
+    import hashlib
+
+    from flux_azdo.registry.cache import LayerCache
+    from flux_azdo.registry.oci import DEFAULT_MANIFESTS_REPOSITORY, OciRepository
+    from flux_azdo.sandbox import SAMPLE_VERSION, sample_distribution_path
+
+    with sample_distribution_path() as path:
+        data = path.read_bytes()
+    repository = OciRepository.parse(DEFAULT_MANIFESTS_REPOSITORY)
+    cache = LayerCache(cache_home / "flux-azdo" / "flux-manifests")
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    cache.put(repository.registry, repository.repository, SAMPLE_VERSION, digest, data)
+
+
+def run_task_demo(task_dir: Path, out: TextIO) -> int:
+    """The task demo; 0 when both runs succeed (changed, then unchanged) with no secret readable."""
+    from flux_azdo.console import TerminalReporter
+    from flux_azdo.git.folders import PrivateFolder
+
+    task_dir = _task_folder(task_dir)
+    reporter = TerminalReporter(out)
+    demo_folder = PrivateFolder("flux-azdo-demo-")
+    try:
+        succeeded = _task_demo(task_dir, demo_folder.path, out, reporter)
+    finally:
+        demo_folder.remove()
+    reporter.success(f"sandbox stopped, {demo_folder.path} removed: nothing is left running or on disk")
+    return 0 if succeeded else 1
+
+
+def _task_folder(task_dir: Path) -> Path:
+    """The task folder, checked before anything starts: a user mistake is one line."""
+    import shutil
+
+    from flux_azdo.errors import UserError
+
+    for name in ("task.json", "launcher.js"):
+        if not (task_dir / name).is_file():
+            raise UserError(f"--task {task_dir} holds no {name}", fix=_TASK_FIX)
+    if shutil.which("node") is None:
+        raise UserError("node is not on PATH", fix="install Node.js 20 or newer: the agent runs the task with it")
+    return task_dir.resolve()
+
+
+def _task_demo(task_dir: Path, folder: Path, out: TextIO, reporter: TerminalReporter) -> bool:
+    from flux_azdo.sandbox.runtime import Sandbox, SandboxOptions
+
+    print(
+        "flux-azdo demo --task: the FluxBootstrap@1 pipeline task, run by a simulated agent, on this machine.", file=out
+    )
+    print("Everything runs on 127.0.0.1; the Flux manifests are the bundled sample: Flux's shape, not Flux.", file=out)
+    print(file=out)
+    reporter.action(f"starting the sandbox in {folder}")
+    # A PAT and the job token are all this step needs: no SSH endpoint, no Azure (Entra ID, ARM).
+    sandbox = Sandbox(folder / "sandbox", SandboxOptions(ssh=False))
+    started = False
+    try:  # one try from before start() to the end, as in _demo
+        _start_sandbox(sandbox)
+        started = True
+        reporter.success(
+            f"Azure DevOps: {sandbox.org_url} (project {sandbox.project.name}, empty repository "
+            f"{sandbox.repository.name}, a user with a PAT, the project's build service with a job token)"
+        )
+        reporter.success(f"Kubernetes API server: {_kube(sandbox).url}")
+        if sandbox.flux is not None:
+            reporter.success("Flux controller simulator running")
+        return _run_step_twice(sandbox, task_dir, folder, out, reporter)
+    finally:
+        if started:
+            reporter.action("stopping the sandbox")
+        sandbox.stop()
+
+
+def _run_step_twice(sandbox: Sandbox, task_dir: Path, folder: Path, out: TextIO, reporter: TerminalReporter) -> bool:
+    from flux_azdo.sandbox.pipelines_agent import SimulatedAgent, agent_process_environment
+
+    _let_the_build_service_push(sandbox)
+    reporter.success(
+        f"the build service may push to {sandbox.repository.name} (Contribute, Create branch), "
+        "as a project administrator grants it"
+    )
+    endpoint, cluster_token = _cluster_connection(sandbox, folder / "pipeline.kubeconfig")
+    reporter.success(f"Kubernetes service connection {CONNECTION_NAME}: a kubeconfig for the user {PIPELINE_USER}")
+
+    agent_folder = folder / "agent"
+    seed_sample_distribution(agent_folder / "cache")
+    environ = agent_process_environment(agent_folder / "home", agent_folder / "cache", sandbox)
+    (agent_folder / "tmp").mkdir()
+    environ.update(
+        # python3 from this interpreter's folder first, as after UsePythonVersion@0; temp files and the SDK's
+        # location cache stay in the demo's folder.
+        PATH=os.pathsep.join((os.path.dirname(sys.executable), environ["PATH"])),
+        TMPDIR=str(agent_folder / "tmp"),
+        AZURE_DEVOPS_CACHE_DIR=str(agent_folder / "sdk-cache"),
+    )
+    agent = SimulatedAgent(task_dir, agent_folder / "work", sandbox, base_env=environ)
+    step = _task_step(sandbox, endpoint)
+    print(
+        f"\nThe pipeline's step (azure-pipelines.yml), with the secret variable {PAT_VARIABLE} = the PAT:\n", file=out
+    )
+    for line in _step_yaml(step):
+        print(f"    {line}", file=out)
+    print(
+        "\nEach run's log is shown as the agent's log view shows it: ##vso commands interpreted, groups folded "
+        "open (▼),\nissues as Warning:/Error:, anything registered as a secret as ***. Two warnings are expected: "
+        "the PAT is\nstored in the cluster, and the sample is no Flux release.",
+        file=out,
+    )
+    secrets = (sandbox.job_token, sandbox.pat, cluster_token)
+
+    print("\n1. The job runs the step:\n", file=out)
+    first = _run_step(agent, step, endpoint, sandbox, out)
+    if not _reported(first, "changed", secrets, reporter):
+        return False
+    print("\n2. The same step again (a re-run of the pipeline), with nothing new:\n", file=out)
+    second = _run_step(agent, step, endpoint, sandbox, out)
+    return _reported(second, "unchanged", secrets, reporter)
+
+
+def _let_the_build_service_push(sandbox: Sandbox) -> None:
+    from flux_azdo.sandbox.azure_devops.security import GitPermission, repository_token
+
+    token = repository_token(sandbox.project.id, sandbox.repository.id)
+    sandbox.world.allow(
+        sandbox.build_service, token, int(GitPermission.GENERIC_CONTRIBUTE | GitPermission.CREATE_BRANCH)
+    )
+
+
+def _cluster_connection(sandbox: Sandbox, kubeconfig: Path) -> tuple[Endpoint, str]:
+    """A Kubernetes service connection (kind KubeConfig) for a cluster user of its own, and that user's token."""
+    import uuid
+
+    from flux_azdo.sandbox.kube import AccessRule
+    from flux_azdo.sandbox.pipelines_agent import kubeconfig_endpoint
+
+    kube = _kube(sandbox)
+    token = kube.add_user(PIPELINE_USER, [AccessRule(verbs=("*",))])
+    kube.write_kubeconfig(kubeconfig, token=token)
+    text = kubeconfig.read_text(encoding="utf-8")
+    kubeconfig.unlink()  # the connection holds it now, as Azure DevOps would
+    return kubeconfig_endpoint(text, endpoint_id=str(uuid.uuid4())), token
+
+
+def _task_step(sandbox: Sandbox, endpoint: Endpoint) -> dict[str, object]:
+    """The step's inputs as the agent receives them: the connection's name resolved to its id, $(clusterPat)
+    expanded (the agent expands macros, secret variables included)."""
+    from flux_azdo.sandbox import SAMPLE_VERSION
+
+    return {
+        "connectionType": "kubernetesServiceConnection",
+        "kubernetesServiceConnection": endpoint.id,
+        "repositoryUrl": sandbox.repository.name,
+        "allowInsecureHttp": True,
+        "gitAuth": "jobToken",
+        "clusterAuth": "pat",
+        PAT_VARIABLE: sandbox.pat,
+        "path": DEMO_PATH,
+        "fluxVersion": SAMPLE_VERSION,
+    }
+
+
+def _step_yaml(step: dict[str, object]) -> list[str]:
+    comments = {
+        "kubernetesServiceConnection": "# the service connection's name",
+        "allowInsecureHttp": "# the sandbox serves git over http",
+        "gitAuth": "# the push: the job's own token",
+        "clusterAuth": "# the cluster's Git credential: a PAT",
+        "fluxVersion": "# the bundled sample, from the agent's cache",
+    }
+    shown = {
+        **step,
+        "kubernetesServiceConnection": CONNECTION_NAME,
+        PAT_VARIABLE: f"$({PAT_VARIABLE})",
+    }
+    lines = ["- task: FluxBootstrap@1", f"  name: {STEP_NAME}", "  inputs:"]
+    for name, value in shown.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        lines.append(f"    {name}: {text}  {comments.get(name, '')}".rstrip())
+    return lines
+
+
+def _run_step(
+    agent: SimulatedAgent, step: dict[str, object], endpoint: Endpoint, sandbox: Sandbox, out: TextIO
+) -> AgentRun:
+    """One run of the step, its log shown live as the agent's log view shows it, then what the job keeps."""
+    from flux_azdo.sandbox.pipelines_agent import AgentLog, display_name, task_header
+
+    name = display_name(agent.task, step)
+    log = AgentLog()
+    for line in task_header(agent.task, name):
+        print(f"    {line}", file=out)
+
+    def show(line: str) -> None:
+        for text in log.feed(line):
+            print(f"    {text}", file=out)
+        out.flush()
+
+    run = agent.run(step, endpoints=[endpoint], secret_variables={PAT_VARIABLE: sandbox.pat}, on_line=show)
+    for text in log.close():
+        print(f"    {text}", file=out)
+    for line in run.stderr.splitlines():  # the agent logs stderr too (its order against stdout is lost here)
+        print(f"    {run.masked(line)}", file=out)
+    print(f"    Finishing: {name}", file=out)
+    print(f"\n  Output variables (step {STEP_NAME}):", file=out)
+    declared = [item["name"] for item in agent.task.get("outputVariables", [])]
+    outputs = run.outputs
+    for variable in [*declared, *(v for v in outputs if v not in declared)]:
+        if variable in outputs:
+            print(f"    $({STEP_NAME}.{variable}) = {run.masked(outputs[variable])}", file=out)
+    path = run.summary_path
+    print(f"\n  Summary tab ({path.name if path else 'none uploaded'}):", file=out)
+    for line in run.masked(run.summary).rstrip("\n").splitlines():
+        print(f"    {line}".rstrip(), file=out)
+    print(file=out)
+    return run
+
+
+def _reported(run: AgentRun, expected: str, secrets: tuple[str, ...], reporter: TerminalReporter) -> bool:
+    """Say how the step ended; True when it succeeded with `result=expected` and no secret is readable."""
+    result = run.outputs.get("result", "")
+    if run.step_result != "Succeeded" or result != expected:
+        message = run.masked(run.result_message) or f"exit code {run.exit_code}"
+        reporter.failure(f"the step ended {run.step_result} with result={result or '(none)'}: {message}")
+        return False
+    leaks = run.leaks(secrets)
+    if leaks:
+        reporter.failure("a secret is readable in the step's log or summary: " + "; ".join(leaks))
+        return False
+    reporter.success(f"FluxBootstrap@1 {run.step_result}: result={result}; {run.masked(run.result_message)}")
+    reporter.success("no secret readable in the log or the summary (the job token, the PAT, the cluster's token)")
+    return True

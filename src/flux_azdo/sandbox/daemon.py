@@ -46,6 +46,8 @@ class UpOptions:
     tls: bool = True
     flux: bool = True
     simulate_deployments: bool | None = None
+    #: Also start the sandbox Azure (Entra ID, ARM with an AKS cluster, the AzureRM service connection).
+    azure: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ def up(options: UpOptions) -> Started:
         command.append("--no-flux")
     if options.simulate_deployments is not None:
         command.append("--simulate-deployments" if options.simulate_deployments else "--no-simulate-deployments")
+    if options.azure:
+        command.append("--azure")
     log = directory / LOG_FILE
     with open(log, "wb") as log_stream:
         process = subprocess.Popen(
@@ -253,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     simulate = parser.add_mutually_exclusive_group()
     simulate.add_argument("--simulate-deployments", dest="simulate", action="store_const", const=True, default=None)
     simulate.add_argument("--no-simulate-deployments", dest="simulate", action="store_const", const=False)
+    parser.add_argument("--azure", action="store_true")
     args = parser.parse_args(argv)
     options = SandboxOptions(
         ssh=args.ssh,
@@ -260,6 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         kube_tls=not args.http,
         flux=args.flux,
         simulate_deployments=args.simulate,
+        azure=args.azure,
     )
     return serve(args.dir.resolve(), options)
 
