@@ -8,12 +8,10 @@ own Kubernetes user, so the simulator's writes (status, Events, Pods) are never 
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,30 +22,18 @@ from flux_azdo.cluster.client import Cluster, ClusterAccess
 from flux_azdo.cluster.secrets import read_source_secret
 from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import Sandbox
+from support.isolation import isolate_environment
 from support.sandboxes import running_sandbox
 from support.seeding import seed
 
-CREDENTIAL_VARIABLES = ("GIT_PASSWORD", "AZURE_DEVOPS_EXT_PAT", "SYSTEM_ACCESSTOKEN", "KUBECONFIG")
 BOOTSTRAPPER = "bootstrapper"
 SHA = re.compile(r"[0-9a-f]{40}")
-
-
-class _NotATerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return False
 
 
 @pytest.fixture(autouse=True)
 def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No credential or kubeconfig from the machine running the tests, an isolated HOME for git and kubectl."""
-    for name in CREDENTIAL_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
-    monkeypatch.setattr(sys, "stdin", _NotATerminal(""))
+    isolate_environment(monkeypatch, tmp_path / "home")
 
 
 @pytest.fixture

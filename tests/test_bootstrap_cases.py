@@ -8,7 +8,6 @@ is called with options the test builds, as the pipeline task will call it.
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -32,9 +31,9 @@ from flux_azdo.sandbox.azure_devops import security
 from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import FULL_SCOPES, Sandbox
 from support.azdo_world import GitCli
+from support.isolation import NotATerminal, isolate_environment
 from support.sandboxes import running_sandbox
 
-CREDENTIAL_VARIABLES = ("GIT_PASSWORD", "AZURE_DEVOPS_EXT_PAT", "SYSTEM_ACCESSTOKEN", "KUBECONFIG")
 BOOTSTRAPPER = "bootstrapper"
 PATH = "clusters/sandbox"
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
@@ -42,22 +41,10 @@ HOSTKEY_PATCH = "--ssh-hostkey-algos=rsa-sha2-512,rsa-sha2-256"
 TIMEOUT_MESSAGE = "did not finish within --timeout"
 
 
-class _Stdin(io.StringIO):
-    def isatty(self) -> bool:
-        return False
-
-
 @pytest.fixture(autouse=True)
 def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No credential or kubeconfig from the machine running the tests, an isolated HOME for git and kubectl."""
-    for name in CREDENTIAL_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
-    monkeypatch.setattr(sys, "stdin", _Stdin(""))
+    isolate_environment(monkeypatch, tmp_path / "home")
 
 
 def bootstrapper_kubeconfig(sandbox: Sandbox, path: Path) -> Path:
@@ -265,7 +252,7 @@ def test_ssh_with_a_passphrase_protected_rsa_key_and_the_automatic_host_key_patc
     public = Path(f"{key}.pub").read_text(encoding="utf-8").strip()
     sandbox.world.add_ssh_key(sandbox.user, public)
     monkeypatch.setenv("AZURE_DEVOPS_EXT_PAT", sandbox.pat)
-    monkeypatch.setattr(sys, "stdin", _Stdin(passphrase + "\n"))
+    monkeypatch.setattr(sys, "stdin", NotATerminal(passphrase + "\n"))
 
     code, out, err = run(
         capsys,

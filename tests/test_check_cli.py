@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from flux_azdo.cli import main
 from flux_azdo.sandbox.runtime import Sandbox
+from support.isolation import NotATerminal, isolate_environment
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BIN = Path(sys.executable).parent
@@ -23,22 +23,10 @@ BUILD_SERVICE = "platform Build Service (sandbox-org)"
 CREDENTIAL_VARIABLES = ("GIT_PASSWORD", "AZURE_DEVOPS_EXT_PAT", "SYSTEM_ACCESSTOKEN")
 
 
-class _NotATerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return False
-
-
 @pytest.fixture(autouse=True)
 def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No credential from the machine running the tests, an isolated git, and a stdin that is not a terminal."""
-    for name in CREDENTIAL_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
-    monkeypatch.setattr(sys, "stdin", _NotATerminal(""))
+    isolate_environment(monkeypatch, tmp_path / "home", unset=CREDENTIAL_VARIABLES)
 
 
 def check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -80,7 +68,7 @@ def test_password_on_the_command_line_works_and_warns_about_ps(
 def test_password_stdin_reads_one_line(
     azdo_sandbox: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sys, "stdin", _NotATerminal(azdo_sandbox.pat + "\n"))
+    monkeypatch.setattr(sys, "stdin", NotATerminal(azdo_sandbox.pat + "\n"))
     code, out, err = check(capsys, "--url", azdo_sandbox.repo_url, "--allow-insecure-http", "--password-stdin")
     assert code == 0, out + err
     assert "✔ the PAT from stdin works" in out and err == ""
@@ -243,7 +231,7 @@ def test_an_rsa_key_with_a_passphrase_from_stdin(
         "--ssh-known-hosts",
         str(ssh_sandbox.known_hosts_path),
     ]
-    monkeypatch.setattr(sys, "stdin", _NotATerminal("open sesame\n"))
+    monkeypatch.setattr(sys, "stdin", NotATerminal("open sesame\n"))
     code, out, err = check(capsys, *args, "--password-stdin")
     assert code == 0, out + err
     assert f"✔ git can read {ssh_sandbox.ssh_url} over SSH (RSA 2048) (empty repository)" in out.splitlines()
@@ -256,7 +244,7 @@ def test_an_rsa_key_with_a_passphrase_from_stdin(
     )
     assert "open sesame" not in out + err
     # A wrong passphrase is one line naming the file and the flag, before anything connects.
-    monkeypatch.setattr(sys, "stdin", _NotATerminal("not-the-passphrase-42\n"))
+    monkeypatch.setattr(sys, "stdin", NotATerminal("not-the-passphrase-42\n"))
     code, out, err = check(capsys, *args, "--password-stdin")
     assert code == 1 and out == ""
     assert err.startswith(f"✗ --private-key-file {key}: the passphrase of the SSH private key is wrong")

@@ -13,6 +13,7 @@ from flux_azdo import __version__
 from flux_azdo.cli import main
 from flux_azdo.manifests.distribution import Distribution
 from flux_azdo.manifests.install import InstallOptions, generate_components
+from support.processes import silent_listener, started_cli
 
 ADO = "https://dev.azure.com/contoso/platform/_git/fleet-infra"
 ADO_SSH = "ssh://git@ssh.dev.azure.com/v3/contoso/platform/fleet-infra"
@@ -252,32 +253,15 @@ def test_a_failed_write_restores_what_was_there(tmp_path: Path) -> None:
 def test_sigterm_ends_a_run_with_its_cleanup_and_exit_code_143(tmp_path: Path) -> None:
     """A cancelled pipeline sends SIGTERM: the CLI must unwind (finally blocks remove key copies) and say so."""
     import signal
-    import socket
 
-    with socket.socket() as hanging:  # accepts, never answers: the run is certainly still going when signalled
-        hanging.bind(("127.0.0.1", 0))
-        hanging.listen()
-        port = hanging.getsockname()[1]
-        env = {**os.environ, "GIT_PASSWORD": "a-token-for-a-server-that-never-answers", "HOME": str(tmp_path)}
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "flux_azdo", "check", "--allow-insecure-http", "--timeout", "60s"),
-                *("--url", f"http://127.0.0.1:{port}/org/project/_git/repo"),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
+    env = {**os.environ, "GIT_PASSWORD": "a-token-for-a-server-that-never-answers", "HOME": str(tmp_path)}
+    with silent_listener() as (hanging, port):  # the run is certainly still going when signalled
+        url = f"http://127.0.0.1:{port}/org/project/_git/repo"
+        with started_cli("check", "--allow-insecure-http", "--timeout", "60s", "--url", url, env=env) as process:
             hanging.settimeout(30)
             connection, _ = hanging.accept()
             process.send_signal(signal.SIGTERM)
             _, err = process.communicate(timeout=30)
             connection.close()
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
     assert process.returncode == 143
     assert err.strip().splitlines()[-1] == "✗ stopped by SIGTERM"

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import signal
-import socket
 import stat
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,25 +16,24 @@ from flux_azdo.cli import main
 from flux_azdo.cluster.client import Cluster, ClusterAccess
 from flux_azdo.sandbox.azure import CLUSTER_USER_ROLE
 from flux_azdo.sandbox.runtime import Sandbox
+from support.isolation import isolate_environment
+from support.processes import silent_listener, started_cli
 from support.sandboxes import running_sandbox
 
 AKS = ("--aks-subscription", "sub", "--aks-resource-group", "flux-rg", "--aks-name", "aks-sandbox")
 REPO = ("--url", "https://dev.azure.com/org/project/_git/repo")
 
 
-class _NotATerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return False
-
-
 @pytest.fixture(autouse=True)
 def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("GIT_PASSWORD", "SYSTEM_ACCESSTOKEN", "KUBECONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setattr(sys, "stdin", _NotATerminal(""))
+    isolate_environment(monkeypatch, tmp_path / "home", unset=("GIT_PASSWORD", "SYSTEM_ACCESSTOKEN", "KUBECONFIG"))
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """`flux-azdo <argv>` in this process: the exit code, stdout and stderr."""
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 @pytest.mark.parametrize(
@@ -115,10 +110,12 @@ def temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def aks_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, temporary: Path) -> Iterator[Sandbox]:
-    """The whole sandbox with Azure, and DefaultAzureCredential fed the deployer through its environment."""
+    """The whole sandbox with Azure, DefaultAzureCredential fed the deployer through its environment, and the
+    sandbox PAT in GIT_PASSWORD for the repository."""
     with running_sandbox(tmp_path / "sandbox", kube=True, flux=True, azure=True, deployment_ready_after=0.0) as box:
         for name, value in _azure_environment(box).items():
             monkeypatch.setenv(name, value)
+        monkeypatch.setenv("GIT_PASSWORD", box.pat)
         yield box
 
 
@@ -145,6 +142,11 @@ def _aks_flags(sandbox: Sandbox, name: str = "aks-sandbox") -> list[str]:
     ]
 
 
+def _check_flags(sandbox: Sandbox) -> list[str]:
+    """`check` of the sandbox repository for a Flux release, on the AKS cluster."""
+    return ["--url", sandbox.repo_url, "--allow-insecure-http", "--version", "v2.7.0", *_aks_flags(sandbox)]
+
+
 def _assert_nothing_secret_left(sandbox: Sandbox, temporary: Path, *texts: str) -> None:
     """No token or secret in the output, no kubeconfig folder (or any file with a token) left behind."""
     secrets = [s for s in (sandbox.deployer.secret, sandbox.pat) if s]
@@ -160,12 +162,9 @@ def _assert_nothing_secret_left(sandbox: Sandbox, temporary: Path, *texts: str) 
 
 
 def test_check_with_aks_asks_the_cluster_through_arm(
-    aks_sandbox: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, temporary: Path
+    aks_sandbox: Sandbox, capsys: pytest.CaptureFixture[str], temporary: Path
 ) -> None:
-    monkeypatch.setenv("GIT_PASSWORD", aks_sandbox.pat)
-    flags = ["--url", aks_sandbox.repo_url, "--allow-insecure-http", "--version", "v2.7.0"]
-    code = main(["check", *flags, *_aks_flags(aks_sandbox)])
-    out, err = capsys.readouterr()
+    code, out, err = cli(capsys, "check", *_check_flags(aks_sandbox))
     assert code == 0, out + err
     assert aks_sandbox.kube is not None
     lines = out.splitlines()
@@ -178,14 +177,11 @@ def test_check_with_aks_asks_the_cluster_through_arm(
 
 
 def test_check_without_the_role_is_blocked_with_the_role_to_assign(
-    aks_sandbox: Sandbox, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, temporary: Path
+    aks_sandbox: Sandbox, capsys: pytest.CaptureFixture[str], temporary: Path
 ) -> None:
     assert aks_sandbox.azure is not None
     aks_sandbox.azure.resources.remove_role(aks_sandbox.deployer.object_id)
-    monkeypatch.setenv("GIT_PASSWORD", aks_sandbox.pat)
-    flags = ["--url", aks_sandbox.repo_url, "--allow-insecure-http", "--version", "v2.7.0"]
-    code = main(["check", *flags, *_aks_flags(aks_sandbox)])
-    out, err = capsys.readouterr()
+    code, out, err = cli(capsys, "check", *_check_flags(aks_sandbox))
     assert code == 1
     assert "AuthorizationFailed" in out
     assert f'az role assignment create --assignee {aks_sandbox.deployer.client_id} --role "Azure Kubernetes ' in out
@@ -193,19 +189,13 @@ def test_check_without_the_role_is_blocked_with_the_role_to_assign(
 
 
 def test_bootstrap_with_aks_and_default_azure_credential(
-    aks_sandbox: Sandbox,
-    sample_file: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    temporary: Path,
+    aks_sandbox: Sandbox, sample_file: Path, capsys: pytest.CaptureFixture[str], temporary: Path
 ) -> None:
-    monkeypatch.setenv("GIT_PASSWORD", aks_sandbox.pat)
-    argv = [
+    code, out, err = cli(
+        capsys,
         *("bootstrap", "--url", aks_sandbox.repo_url, "--allow-insecure-http", "--manifests", str(sample_file)),
         *("--path", "clusters/aks", "--timeout", "60s", *_aks_flags(aks_sandbox)),
-    ]
-    code = main(argv)
-    out, err = capsys.readouterr()
+    )
     assert code == 0, err
     lines = err.splitlines()
     assert lines[0] == "► getting the user credential of AKS cluster aks-sandbox from Azure Resource Manager"
@@ -221,22 +211,16 @@ def test_bootstrap_with_aks_and_default_azure_credential(
 
 
 def test_a_wrong_cluster_name_is_one_line_and_nothing_is_written(
-    aks_sandbox: Sandbox,
-    sample_file: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    temporary: Path,
+    aks_sandbox: Sandbox, sample_file: Path, capsys: pytest.CaptureFixture[str], temporary: Path
 ) -> None:
     assert aks_sandbox.azure is not None
     scope = aks_sandbox.azure.resources.subscription_scope
     aks_sandbox.azure.resources.assign_role(aks_sandbox.deployer.object_id, CLUSTER_USER_ROLE, scope)
-    monkeypatch.setenv("GIT_PASSWORD", aks_sandbox.pat)
-    argv = [
+    code, out, err = cli(
+        capsys,
         *("plan", "--url", aks_sandbox.repo_url, "--allow-insecure-http", "--manifests", str(sample_file)),
         *_aks_flags(aks_sandbox, "no-such-cluster"),
-    ]
-    code = main(argv)
-    out, err = capsys.readouterr()
+    )
     assert code == 1
     assert err.splitlines()[-1] == (
         "✗ AKS cluster 'no-such-cluster' does not exist in resource group 'flux-rg' of subscription "
@@ -249,29 +233,20 @@ def test_sigterm_removes_the_kubeconfig_folder(
     aks_sandbox: Sandbox, tmp_path: Path, temporary: Path, sample_file: Path
 ) -> None:
     """The kubeconfig (with its token) lives in a private folder for the run; a cancelled run removes it too."""
-    with socket.socket() as hanging:  # Azure DevOps that accepts and never answers: the run is certainly going on
-        hanging.bind(("127.0.0.1", 0))
-        hanging.listen()
-        port = hanging.getsockname()[1]
-        env = {
-            **os.environ,
-            **_azure_environment(aks_sandbox),
-            "GIT_PASSWORD": "a-token-for-a-server-that-never-answers",
-            "HOME": str(tmp_path),
-            "TMPDIR": str(temporary),
-        }
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "flux_azdo", "bootstrap", "--allow-insecure-http", "--timeout", "60s"),
-                *("--url", f"http://127.0.0.1:{port}/org/project/_git/repo", "--manifests", str(sample_file)),
-                *_aks_flags(aks_sandbox),
-            ],
+    env = {
+        **os.environ,
+        **_azure_environment(aks_sandbox),
+        "GIT_PASSWORD": "a-token-for-a-server-that-never-answers",
+        "HOME": str(tmp_path),
+        "TMPDIR": str(temporary),
+    }
+    with silent_listener() as (hanging, port):  # Azure DevOps that never answers: the run is certainly going on
+        url = f"http://127.0.0.1:{port}/org/project/_git/repo"
+        with started_cli(
+            *("bootstrap", "--allow-insecure-http", "--timeout", "60s", "--url", url, "--manifests", str(sample_file)),
+            *_aks_flags(aks_sandbox),
             env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        try:
+        ) as process:
             hanging.settimeout(60)
             connection, _ = hanging.accept()
             (folder,) = [p for p in temporary.iterdir() if p.name.startswith("flux-azdo-aks-")]
@@ -280,10 +255,6 @@ def test_sigterm_removes_the_kubeconfig_folder(
             process.send_signal(signal.SIGTERM)
             out, err = process.communicate(timeout=60)
             connection.close()
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
     assert process.returncode == 143, err
     assert err.strip().splitlines()[-1] == "✗ stopped by SIGTERM"
     _assert_nothing_secret_left(aks_sandbox, temporary, out, err)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from support.leftovers import live_pids, wait_for_cleanup
+from support.processes import started
 from support.task import staged_task_folder
 
 #: Variables that would point the demo at something other than its own sandbox, or hand it a credential.
@@ -69,12 +70,11 @@ def assert_nothing_left(tmp_path: Path, before: set[int], folder: str) -> None:
     assert processes == []
 
 
-def test_the_demo_bootstraps_flux_shows_the_result_and_a_rerun_that_changes_nothing_then_cleans_up(
-    tmp_path: Path,
-) -> None:
-    before = live_pids()
+def completed_demo(tmp_path: Path, *args: str) -> tuple[str, str]:
+    """The demo run to its end with a fresh environment: its output (it succeeded and said nothing on stderr)
+    and the sandbox folder it said it started in."""
     demo = subprocess.run(
-        demo_command(),
+        demo_command(*args),
         capture_output=True,
         text=True,
         env=fresh_environment(tmp_path),
@@ -82,12 +82,44 @@ def test_the_demo_bootstraps_flux_shows_the_result_and_a_rerun_that_changes_noth
         timeout=300,
         check=False,
     )
-    out = demo.stdout
-
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert demo.stderr == ""
+    starting = STARTING.search(demo.stdout)
+    assert starting is not None
+    return demo.stdout, starting.group(1)
+
+
+def assert_interrupted_cleanly(
+    tmp_path: Path, command: list[str], until: str, number: int, code: int, said: str
+) -> None:
+    """The demo signalled (`number`) once a line starts with `until`: it exits with `code`, its last error line
+    is `said`, it stops the sandbox, and nothing of it is left."""
+    before = live_pids()
+    seen: list[str] = []
+    with started(command, stdin=subprocess.DEVNULL, env=fresh_environment(tmp_path)) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.append(line)
+            if line.startswith(until):
+                break
+        process.send_signal(number)
+        rest, err = process.communicate(timeout=120)
+    out = "".join(seen) + rest
+
+    assert process.returncode == code, out + err
+    assert err.splitlines()[-1] == said
+    assert "► stopping the sandbox" in out
     starting = STARTING.search(out)
     assert starting is not None
+    assert_nothing_left(tmp_path, before, starting.group(1))
+
+
+def test_the_demo_bootstraps_flux_shows_the_result_and_a_rerun_that_changes_nothing_then_cleans_up(
+    tmp_path: Path,
+) -> None:
+    before = live_pids()
+    out, folder = completed_demo(tmp_path)
+
     lines = out.splitlines()
     for line in (
         "✔ Flux controller simulator running",
@@ -121,9 +153,9 @@ def test_the_demo_bootstraps_flux_shows_the_result_and_a_rerun_that_changes_noth
     assert first is not None and int(first.group(2)) > 0, "the first run writes: the re-run's 0 could be wrong"
     second = RERUN.search(out)
     assert second is not None and int(second.group(1)) > 0, "the re-run reads the cluster"
-    assert lines[-1] == f"✔ sandbox stopped, {starting.group(1)} removed: nothing is left running or on disk"
+    assert lines[-1] == f"✔ sandbox stopped, {folder} removed: nothing is left running or on disk"
     assert "<the sandbox PAT>" in out and PAT.search(out) is None
-    assert_nothing_left(tmp_path, before, starting.group(1))
+    assert_nothing_left(tmp_path, before, folder)
 
 
 @pytest.mark.parametrize(
@@ -134,36 +166,8 @@ def test_the_demo_bootstraps_flux_shows_the_result_and_a_rerun_that_changes_noth
 def test_interrupting_the_demo_during_the_bootstrap_still_stops_the_sandbox_and_removes_its_folder(
     tmp_path: Path, number: int, code: int, said: str
 ) -> None:
-    before = live_pids()
-    process = subprocess.Popen(
-        demo_command(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=fresh_environment(tmp_path),
-    )
-    seen: list[str] = []
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            seen.append(line)
-            if line.startswith("► cloning"):  # inside the first bootstrap, the sandbox up
-                break
-        process.send_signal(number)
-        rest, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    out = "".join(seen) + rest
-
-    assert process.returncode == code, out + err
-    assert err.splitlines()[-1] == said
-    assert "► stopping the sandbox" in out
-    starting = STARTING.search(out)
-    assert starting is not None
-    assert_nothing_left(tmp_path, before, starting.group(1))
+    # inside the first bootstrap, the sandbox up
+    assert_interrupted_cleanly(tmp_path, demo_command(), "► cloning", number, code, said)
 
 
 @pytest.fixture(scope="module")
@@ -181,27 +185,14 @@ def test_the_task_demo_runs_the_pipeline_step_twice_changed_then_unchanged_and_s
     tmp_path: Path, staged_task: Path
 ) -> None:
     before = live_pids()
-    demo = subprocess.run(
-        demo_command("--task", str(staged_task)),
-        capture_output=True,
-        text=True,
-        env=fresh_environment(tmp_path),
-        stdin=subprocess.DEVNULL,
-        timeout=300,
-        check=False,
-    )
-    out = demo.stdout
+    out, folder = completed_demo(tmp_path, "--task", str(staged_task))
 
-    assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert demo.stderr == ""
-    starting = STARTING.search(out)
-    assert starting is not None
     rerun = out.index("2. The same step again")
     first, second = out[:rerun], out[rerun:]
     assert "    - task: FluxBootstrap@1" in first and "        clusterPat: $(clusterPat)" in first
     # The agent's view of the log: its header, groups with the progress, issues, no raw logging command.
     assert "    Starting: Flux bootstrap fleet-infra" in first
-    assert re.search(r"^    ▼ generating component manifests  \[\d+%\]$", first, re.M)
+    assert re.search(r"^    ▼ generating component manifests$", first, re.M)
     assert "      Warning: the PAT given for the cluster will be stored in the cluster" in first
     assert "##vso[" not in out and "##[" not in out
     # The two results, and the output variables of each run.
@@ -212,7 +203,8 @@ def test_the_task_demo_runs_the_pipeline_step_twice_changed_then_unchanged_and_s
     assert SHA.match(variables["componentsCommit"]) and SHA.match(variables["syncCommit"])
     assert variables["repositoryUrl"].endswith("/sandbox-org/platform/_git/fleet-infra")
     again = dict(re.findall(r"^    \$\(flux\.(\w+)\) = ?(.*)$", second, re.M))
-    assert (again["result"], again["componentsCommit"], again["syncCommit"]) == ("unchanged", "", "")
+    no_commit = "(empty: no new commit)"
+    assert (again["result"], again["componentsCommit"], again["syncCommit"]) == ("unchanged", no_commit, no_commit)
     # The summary tab: the Markdown the task uploaded, with a link to the sync commit.
     assert re.search(r"^  Summary tab \(flux-azdo-summary-bootstrap-[0-9a-f]+\.md\):$", first, re.M)
     assert f"/commit/{variables['syncCommit']})" in first
@@ -220,41 +212,14 @@ def test_the_task_demo_runs_the_pipeline_step_twice_changed_then_unchanged_and_s
     # No secret in anything the user reads.
     assert PAT.search(out) is None and JWT.search(out) is None
     assert out.count("✔ no secret readable in the log or the summary") == 2
-    assert out.splitlines()[-1] == f"✔ sandbox stopped, {starting.group(1)} removed: nothing is left running or on disk"
-    assert_nothing_left(tmp_path, before, starting.group(1))
+    assert out.splitlines()[-1] == f"✔ sandbox stopped, {folder} removed: nothing is left running or on disk"
+    assert_nothing_left(tmp_path, before, folder)
 
 
 def test_interrupting_the_task_demo_cancels_the_step_and_stops_the_sandbox(tmp_path: Path, staged_task: Path) -> None:
-    before = live_pids()
-    process = subprocess.Popen(
-        demo_command("--task", str(staged_task)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=fresh_environment(tmp_path),
-    )
-    seen: list[str] = []
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            seen.append(line)
-            if line.startswith("    ▼ cloning"):  # the task runs: node, Python, the sandbox all up
-                break
-        process.send_signal(signal.SIGINT)
-        rest, err = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    out = "".join(seen) + rest
-
-    assert process.returncode == 130, out + err
-    assert err.splitlines()[-1] == "✗ interrupted"
-    assert "► stopping the sandbox" in out
-    starting = STARTING.search(out)
-    assert starting is not None
-    assert_nothing_left(tmp_path, before, starting.group(1))
+    # the task runs: node, Python, the sandbox all up
+    command = demo_command("--task", str(staged_task))
+    assert_interrupted_cleanly(tmp_path, command, "    ▼ cloning", signal.SIGINT, 130, "✗ interrupted")
 
 
 def test_the_task_demo_with_a_folder_that_is_no_task_says_how_to_get_one(tmp_path: Path) -> None:
@@ -271,6 +236,6 @@ def test_the_task_demo_with_a_folder_that_is_no_task_says_how_to_get_one(tmp_pat
     assert demo.returncode == 1
     assert demo.stdout == ""
     assert demo.stderr.splitlines() == [
-        f"✗ --task {tmp_path} holds no task.json: pass a task folder holding task.json and launcher.js, e.g. "
-        "build/task/FluxBootstrapV1 after `python task/stage.py --from-venv --out build/task` (or `make task-demo`)"
+        f"✗ --task {tmp_path} holds no task.json: pass a staged task folder: `make task-demo` stages one in "
+        "build/task-demo/FluxBootstrapV1 (or unpack the .vsix)"
     ]

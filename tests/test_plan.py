@@ -7,11 +7,9 @@ ours), where nothing may be a write (server-side dry runs and access reviews sto
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,9 +18,9 @@ from flux_azdo.cli import main
 from flux_azdo.cluster.client import Cluster, ClusterAccess
 from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import FULL_SCOPES, Sandbox
+from support.isolation import isolate_environment
 from support.seeding import seed
 
-CREDENTIAL_VARIABLES = ("GIT_PASSWORD", "AZURE_DEVOPS_EXT_PAT", "SYSTEM_ACCESSTOKEN", "KUBECONFIG")
 PLANNER = "planner"
 FOLDER = "clusters/sandbox/flux-system"
 COMPONENTS = f"{FOLDER}/gotk-components.yaml"
@@ -31,22 +29,10 @@ KUSTOMIZATION = f"{FOLDER}/kustomization.yaml"
 CONTROLLERS = ("source-controller", "kustomize-controller", "helm-controller", "notification-controller")
 
 
-class _NotATerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return False
-
-
 @pytest.fixture(autouse=True)
 def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No credential or kubeconfig from the machine running the tests, an isolated HOME for git and kubectl."""
-    for name in CREDENTIAL_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
-    monkeypatch.setattr(sys, "stdin", _NotATerminal(""))
+    isolate_environment(monkeypatch, tmp_path / "home")
 
 
 @pytest.fixture

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import io
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +28,7 @@ from flux_azdo.manifests.sourcesecret import token_secret
 from flux_azdo.sandbox.keys import write_rsa_key
 from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import FULL_SCOPES, Sandbox
+from support.isolation import CREDENTIAL_VARIABLES, isolate_environment
 from support.seeding import seed
 
 USER = "rotator"
@@ -51,23 +50,11 @@ patches:
 """
 
 
-class _NotATerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return False
-
-
 @pytest.fixture(autouse=True)
 def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No credential or kubeconfig from the machine, an isolated HOME, stdin not a terminal, and the command
     reachable through `cli.main` whether or not the CLI lists it yet."""
-    for name in ("GIT_PASSWORD", "AZURE_DEVOPS_EXT_PAT", "SYSTEM_ACCESSTOKEN", "KUBECONFIG", "FLUX_SYSTEM_NAMESPACE"):
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
-    monkeypatch.setattr(sys, "stdin", _NotATerminal(""))
+    isolate_environment(monkeypatch, tmp_path / "home", unset=(*CREDENTIAL_VARIABLES, "FLUX_SYSTEM_NAMESPACE"))
     original = cli.build_parser
 
     def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ from flux_azdo.cluster.apply import apply_objects, parse_objects
 from flux_azdo.cluster.client import Cluster, ClusterAccess
 from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import Sandbox
+from support.isolation import CREDENTIAL_VARIABLES, isolate_environment
 from support.seeding import seed
 
 USER = "uninstaller"
@@ -86,14 +87,7 @@ class _Input(io.StringIO):
 def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No credential or kubeconfig from the machine, an isolated HOME, stdin not a terminal, and the command
     reachable through `cli.main` whether or not the CLI lists it yet."""
-    for name in ("GIT_PASSWORD", "AZURE_DEVOPS_EXT_PAT", "SYSTEM_ACCESSTOKEN", "KUBECONFIG", "FLUX_SYSTEM_NAMESPACE"):
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
-    monkeypatch.setattr(sys, "stdin", _Input("", tty=False))
+    isolate_environment(monkeypatch, tmp_path / "home", unset=(*CREDENTIAL_VARIABLES, "FLUX_SYSTEM_NAMESPACE"))
     original = cli.build_parser
 
     def build_parser() -> argparse.ArgumentParser:

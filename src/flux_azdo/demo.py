@@ -12,7 +12,10 @@ the end, also after a failure, Ctrl-C or SIGTERM (`cli.main` turns those into ex
 launcher.js and the staged Python, as `python task/stage.py` lays it out or the .vsix holds it). The sandbox's
 simulated agent (`flux_azdo.sandbox.pipelines_agent`) runs it as a YAML step would, with the job token pushing and
 the sandbox user's PAT as the cluster's credential, and the demo shows the log as the agent shows it (groups,
-issues, progress, secrets as ***), the output variables and the summary tab, then runs the step again.
+issues, secrets as ***; progress and the completion message are not in the agent's log, so they follow it as the
+step's result), the output variables and the summary tab, then runs the step again. DIR must be a staged task of
+the current version (`make task-demo` stages build/task-demo/FluxBootstrapV1); its Python is the base interpreter
+of this one, never a virtual environment whose packages would fill gaps in the staged folder.
 
 Only the demo, `flux-azdo sandbox` and the tests may import `flux_azdo.sandbox`; `bootstrap_options` is public
 because benchmarks/run.py drives the same bootstrap, `seed_sample_distribution` because the tests' agent uses it.
@@ -62,8 +65,8 @@ def register(commands: Any) -> None:
         "--task",
         metavar="DIR",
         type=Path,
-        help="a FluxBootstrap task folder (task.json, launcher.js: staged by `python task/stage.py` or unpacked "
-        "from the .vsix): run it as a pipeline step would, twice",
+        help="a staged FluxBootstrap task folder (task.json, launcher.js, python/: `make task-demo` stages "
+        "build/task-demo/FluxBootstrapV1, or unpack the .vsix): run it as a pipeline step would, twice",
     )
     demo.set_defaults(handler=_cmd_demo)
 
@@ -334,10 +337,9 @@ CONNECTION_NAME = "sandbox-cluster"
 PIPELINE_USER = "flux-azdo-pipeline"
 #: The secret variable that holds the cluster's Git credential (`clusterPat: $(clusterPat)`).
 PAT_VARIABLE = "clusterPat"
-_TASK_FIX = (
-    "pass a task folder holding task.json and launcher.js, e.g. build/task/FluxBootstrapV1 after "
-    "`python task/stage.py --from-venv --out build/task` (or `make task-demo`)"
-)
+#: Where `make task-demo` stages the task (the Makefile's TASK_DEMO_ROOT) and how to get a staged folder.
+TASK_DEMO_FOLDER = "build/task-demo/FluxBootstrapV1"
+_TASK_FIX = f"pass a staged task folder: `make task-demo` stages one in {TASK_DEMO_FOLDER} (or unpack the .vsix)"
 
 
 def seed_sample_distribution(cache_home: Path) -> None:
@@ -375,17 +377,51 @@ def run_task_demo(task_dir: Path, out: TextIO) -> int:
 
 
 def _task_folder(task_dir: Path) -> Path:
-    """The task folder, checked before anything starts: a user mistake is one line."""
+    """The task folder, checked before anything starts: a user mistake is one line. The folder must be a staged
+    task (task.json, launcher.js and python/ with its index), and its staged flux_azdo must be task.json's version:
+    a folder staged before the last change would show old behaviour as if it were the current one."""
     import shutil
 
     from flux_azdo.errors import UserError
 
+    if not task_dir.exists():
+        raise UserError(f"--task {task_dir} does not exist", fix=_TASK_FIX)
     for name in ("task.json", "launcher.js"):
         if not (task_dir / name).is_file():
             raise UserError(f"--task {task_dir} holds no {name}", fix=_TASK_FIX)
+    if not (task_dir / "python" / "runtimes.json").is_file():
+        raise UserError(
+            f"--task {task_dir} is the task's source, not a staged task",
+            fix=f"run `make task-demo` (it stages {TASK_DEMO_FOLDER} and runs this demo), or unpack the .vsix",
+        )
+    declared, staged = _task_versions(task_dir)
+    if declared != staged:
+        raise UserError(
+            f"--task {task_dir} is stale (task.json {declared}, staged flux_azdo {staged or 'missing'})",
+            fix="re-stage with make task-demo",
+        )
     if shutil.which("node") is None:
         raise UserError("node is not on PATH", fix="install Node.js 20 or newer: the agent runs the task with it")
     return task_dir.resolve()
+
+
+def _task_versions(task_dir: Path) -> tuple[str, str]:
+    """(task.json's version, the staged `flux_azdo.__version__`), read as text: the staged package is not imported
+    (it may be built for another interpreter)."""
+    import json
+    import re
+
+    try:
+        version = json.loads((task_dir / "task.json").read_text(encoding="utf-8"))["version"]
+        declared = f"{version['Major']}.{version['Minor']}.{version['Patch']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        declared = "unreadable"
+    try:
+        source = (task_dir / "python" / "lib" / "flux_azdo" / "__init__.py").read_text(encoding="utf-8")
+    except OSError:
+        return declared, ""
+    match = re.search(r"""^__version__\s*=\s*["']([^"']+)["']""", source, re.M)
+    return declared, match.group(1) if match else ""
 
 
 def _task_demo(task_dir: Path, folder: Path, out: TextIO, reporter: TerminalReporter) -> bool:
@@ -433,9 +469,9 @@ def _run_step_twice(sandbox: Sandbox, task_dir: Path, folder: Path, out: TextIO,
     environ = agent_process_environment(agent_folder / "home", agent_folder / "cache", sandbox)
     (agent_folder / "tmp").mkdir()
     environ.update(
-        # python3 from this interpreter's folder first, as after UsePythonVersion@0; temp files and the SDK's
-        # location cache stay in the demo's folder.
-        PATH=os.pathsep.join((os.path.dirname(sys.executable), environ["PATH"])),
+        # python3 is this interpreter's base, as after UsePythonVersion@0; temp files and the SDK's location cache
+        # stay in the demo's folder.
+        PATH=_task_path(agent_folder / "bin", environ["PATH"]),
         TMPDIR=str(agent_folder / "tmp"),
         AZURE_DEVOPS_CACHE_DIR=str(agent_folder / "sdk-cache"),
     )
@@ -448,7 +484,8 @@ def _run_step_twice(sandbox: Sandbox, task_dir: Path, folder: Path, out: TextIO,
         print(f"    {line}", file=out)
     print(
         "\nEach run's log is shown as the agent's log view shows it: ##vso commands interpreted, groups folded "
-        "open (▼),\nissues as Warning:/Error:, anything registered as a secret as ***. Two warnings are expected: "
+        "open (▼),\nissues as Warning:/Error:, anything registered as a secret as ***. The step's progress and "
+        "completion\nmessage are not in the agent's log: the step's result follows it. Two warnings are expected: "
         "the PAT is\nstored in the cluster, and the sample is no Flux release.",
         file=out,
     )
@@ -461,6 +498,21 @@ def _run_step_twice(sandbox: Sandbox, task_dir: Path, folder: Path, out: TextIO,
     print("\n2. The same step again (a re-run of the pipeline), with nothing new:\n", file=out)
     second = _run_step(agent, step, endpoint, sandbox, out)
     return _reported(second, "unchanged", secrets, reporter)
+
+
+def _task_path(bin_folder: Path, path: str) -> str:
+    """PATH for the task: a private `bin_folder` whose python3 (and python) is the base interpreter of this one, in
+    front of `path` without this interpreter's own folder. A virtual environment's interpreter would bring its
+    site-packages along and fill gaps in the staged folder; the base interpreter sees only what the task stages."""
+    base = Path(getattr(sys, "_base_executable", "") or sys.executable)
+    bin_folder.mkdir(parents=True, exist_ok=True)
+    for name in ("python3", "python"):
+        (bin_folder / name).symlink_to(base)
+    # A virtual environment's bin/ (on PATH when it is activated) goes; a plain interpreter's folder stays (/usr/bin
+    # holds git and node too).
+    own = {str(Path(sys.prefix) / "bin")} if sys.prefix != sys.base_prefix else set()
+    kept = [entry for entry in path.split(os.pathsep) if entry and entry.rstrip("/") not in own]
+    return os.pathsep.join([str(bin_folder), *kept])
 
 
 def _let_the_build_service_push(sandbox: Sandbox) -> None:
@@ -544,21 +596,35 @@ def _run_step(
     run = agent.run(step, endpoints=[endpoint], secret_variables={PAT_VARIABLE: sandbox.pat}, on_line=show)
     for text in log.close():
         print(f"    {text}", file=out)
-    for line in run.stderr.splitlines():  # the agent logs stderr too (its order against stdout is lost here)
-        print(f"    {run.masked(line)}", file=out)
     print(f"    Finishing: {name}", file=out)
-    print(f"\n  Output variables (step {STEP_NAME}):", file=out)
-    declared = [item["name"] for item in agent.task.get("outputVariables", [])]
-    outputs = run.outputs
-    for variable in [*declared, *(v for v in outputs if v not in declared)]:
-        if variable in outputs:
-            print(f"    $({STEP_NAME}.{variable}) = {run.masked(outputs[variable])}", file=out)
+    # The agent's log holds neither task.setprogress nor task.complete's message: they go to the step's record.
+    message = run.masked(run.result_message)
+    print(f"\n  Step result: {run.step_result}" + (f" — {message}" if message else ""), file=out)
+    _show_outputs(agent, run, out)
     path = run.summary_path
-    print(f"\n  Summary tab ({path.name if path else 'none uploaded'}):", file=out)
-    for line in run.masked(run.summary).rstrip("\n").splitlines():
-        print(f"    {line}".rstrip(), file=out)
+    if path is not None:
+        print(f"\n  Summary tab ({path.name}):", file=out)
+        for line in run.masked(run.summary).rstrip("\n").splitlines() or ["(empty)"]:
+            print(f"    {line}".rstrip(), file=out)
     print(file=out)
     return run
+
+
+#: What an empty output variable means, for those where it means something.
+_EMPTY_OUTPUTS = {"componentsCommit": "(empty: no new commit)", "syncCommit": "(empty: no new commit)"}
+
+
+def _show_outputs(agent: SimulatedAgent, run: AgentRun, out: TextIO) -> None:
+    """The step's output variables as later steps read them, task.json's order first; nothing when none was set."""
+    declared = [item["name"] for item in agent.task.get("outputVariables", [])]
+    outputs = run.outputs
+    names = [v for v in declared if v in outputs] + [v for v in outputs if v not in declared]
+    if not names:
+        return
+    print(f"\n  Output variables (step {STEP_NAME}):", file=out)
+    for variable in names:
+        value = run.masked(outputs[variable]) or _EMPTY_OUTPUTS.get(variable, "(empty)")
+        print(f"    $({STEP_NAME}.{variable}) = {value}", file=out)
 
 
 def _reported(run: AgentRun, expected: str, secrets: tuple[str, ...], reporter: TerminalReporter) -> bool:

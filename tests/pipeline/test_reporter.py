@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +17,11 @@ from pathlib import Path
 import pytest
 from test_commands import HOSTILE, agent_lines, keyword_free, parse_line
 
-from flux_azdo.bootstrap import Reporter, bootstrap
-from flux_azdo.demo import add_bootstrap_user, bootstrap_options
+from flux_azdo.bootstrap import Reporter
 from flux_azdo.pipeline.masking import Masker
 from flux_azdo.pipeline.reporter import PipelineReporter
 from flux_azdo.sandbox.runtime import Sandbox
+from support.bootstrap import bootstrap_with_pipeline_reporter
 
 PAT = "7hq2kz9m4n5p6r7s8t9u0v1w2x3y4z5a6b7c8d9e0f1g2h3i4j5k"
 OURS = {
@@ -108,6 +107,32 @@ def reporter_and_output(total_steps: int = 4) -> tuple[PipelineReporter, Masker,
 def test_it_is_a_bootstrap_reporter() -> None:
     reporter: Reporter = reporter_and_output()[0]
     assert reporter is not None
+
+
+def test_a_rewrite_changes_the_words_of_messages_before_they_are_masked_and_neutralised() -> None:
+    """The task passes `in_input_terms`: warnings, failures, details and successes name inputs, not flags; what
+    the rewrite produces is still masked and neutralised (it cannot reveal a secret or form a command)."""
+    out = io.StringIO()
+    masker = Masker(out)
+    masker.register(PAT, usernames=["git"])
+
+    def rewrite(text: str) -> str:
+        return text.replace("--provider azure", "clusterAuth workloadIdentity").replace("SECRET", PAT + " ##vso[x]")
+
+    reporter = PipelineReporter(out, masker, total_steps=2, rewrite=rewrite)
+    reporter.action("checking")
+    reporter.success("use --provider azure")
+    reporter.detail("fix: use --provider azure")
+    reporter.warning("use --provider azure SECRET")
+    reporter.failure("use --provider azure")
+    text = out.getvalue()
+    log = check_log(text, sorted(masker.forms))  # no secret form, no command but ours
+    assert "--provider" not in text
+    assert "✔ use clusterAuth workloadIdentity" in log.plain
+    assert "    fix: use clusterAuth workloadIdentity" in log.plain
+    assert reporter.warnings == ["use clusterAuth workloadIdentity *** #_#vso[x]"]
+    assert reporter.errors == ["use clusterAuth workloadIdentity"]
+    assert [issue for issue in log.issues] == [("warning", reporter.warnings[0]), ("error", reporter.errors[0])]
 
 
 def test_each_action_is_a_group_of_its_own_with_its_lines_inside() -> None:
@@ -302,34 +327,13 @@ def test_the_summary_is_written_masked_and_uploaded_by_absolute_path(tmp_path: P
 # -- a real bootstrap ------------------------------------------------------------------------------------------
 
 
-class _NotATerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return False
-
-
-@pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No credential or kubeconfig from the machine running the tests; a HOME of its own for git."""
-    for name in ("GIT_PASSWORD", "AZURE_DEVOPS_EXT_PAT", "SYSTEM_ACCESSTOKEN", "KUBECONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
-    monkeypatch.setattr(sys, "stdin", _NotATerminal(""))
-
-
 def test_a_real_bootstrap_through_the_pipeline_reporter(
     isolated: None, cluster_sandbox: Sandbox, sample_file: Path, tmp_path: Path
 ) -> None:
-    out = io.StringIO()
-    masker = Masker(out)
-    masker.register(cluster_sandbox.pat, usernames=["git"], name="the sandbox PAT")
-    reporter = PipelineReporter(out, masker, total_steps=8)
-    kubeconfig = add_bootstrap_user(cluster_sandbox, tmp_path / "pipeline.kubeconfig")
-    options = bootstrap_options(cluster_sandbox, kubeconfig, sample_file, path="clusters/pipeline")
-    result = bootstrap(options, reporter)
+    run = bootstrap_with_pipeline_reporter(
+        cluster_sandbox, sample_file, tmp_path, path="clusters/pipeline", total_steps=8
+    )
+    result, reporter, masker, out = run.result, run.reporter, run.masker, run.output
     reporter.set_output("syncCommit", result.sync_commit or "")
     reporter.complete("Succeeded", "bootstrap finished")
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import io
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
 from flux_azdo.azdo.models import Caller
 from flux_azdo.azdo.preflight.report import CheckItem, CheckReport
-from flux_azdo.bootstrap import BootstrapResult, bootstrap
+from flux_azdo.bootstrap import BootstrapResult
 from flux_azdo.cluster.apply import ObjectChange
 from flux_azdo.cluster.health import Condition, ObjectHealth
-from flux_azdo.demo import add_bootstrap_user, bootstrap_options
 from flux_azdo.manifests.repository import PlannedFile
 from flux_azdo.pipeline.masking import Masker
 from flux_azdo.pipeline.reporter import PipelineReporter
@@ -32,6 +30,7 @@ from flux_azdo.plan import FilePlan, ObjectPlan, PlanResult, SecretPlan
 from flux_azdo.rotate import RotateResult
 from flux_azdo.sandbox.runtime import Sandbox
 from flux_azdo.uninstall import UninstallResult
+from support.bootstrap import bootstrap_with_pipeline_reporter
 
 URL = "https://dev.azure.com/contoso/Platform/_git/fleet-infra"
 COMPONENTS = "94d751f9a2d3d8f23606c67ea85461693bffbc9e"
@@ -358,33 +357,13 @@ def test_uninstall_and_rotate_summaries() -> None:
 # -- from a real run -------------------------------------------------------------------------------------------
 
 
-class _NotATerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return False
-
-
-@pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("GIT_PASSWORD", "AZURE_DEVOPS_EXT_PAT", "SYSTEM_ACCESSTOKEN", "KUBECONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    monkeypatch.setenv("GIT_TERMINAL_PROMPT", "0")
-    monkeypatch.setattr(sys, "stdin", _NotATerminal(""))
-
-
 def test_the_summary_of_a_real_bootstrap(
     isolated: None, cluster_sandbox: Sandbox, sample_file: Path, tmp_path: Path
 ) -> None:
-    out = io.StringIO()
-    masker = Masker(out)
-    masker.register(cluster_sandbox.pat, usernames=["git"])
-    reporter = PipelineReporter(out, masker, total_steps=12)
-    kubeconfig = add_bootstrap_user(cluster_sandbox, tmp_path / "summary.kubeconfig")
-    options = bootstrap_options(cluster_sandbox, kubeconfig, sample_file, path="clusters/summary")
-    done = bootstrap(options, reporter)
+    run = bootstrap_with_pipeline_reporter(
+        cluster_sandbox, sample_file, tmp_path, path="clusters/summary", total_steps=12
+    )
+    done, reporter = run.result, run.reporter
     md = bootstrap_summary(
         done, url=cluster_sandbox.repo_url, branch="main", path="clusters/summary", warnings=reporter.warnings
     )

@@ -9,7 +9,6 @@ manifests, and Flux syncing with the identity's token.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,17 +19,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flux_azdo.cluster.client import Cluster, ClusterAccess
 from flux_azdo.cluster.secrets import read_source_secret
 from flux_azdo.sandbox.azure_devops.security import GitPermission, repository_token
-from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import Sandbox
 from support.agent import (
     SAMPLE_VERSION,
     Endpoint,
     SimulatedAgent,
-    assert_clean,
-    service_account_endpoint,
-    simulated_agent,
+    assert_clean_result,
+    pipeline_sandbox,
+    task_step,
 )
-from support.sandboxes import running_sandbox
 
 PASSPHRASE = "correct horse battery staple"
 SSH_URL = "ssh://git@127.0.0.1:22222/sandbox-org/platform/fleet-infra"
@@ -38,38 +35,13 @@ SSH_URL = "ssh://git@127.0.0.1:22222/sandbox-org/platform/fleet-infra"
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with running_sandbox(
-        tmp_path_factory.mktemp("sandbox"), kube=True, flux=True, deployment_ready_after=0.0
-    ) as running:
-        repo = repository_token(running.project.id, running.repository.id)
-        running.world.allow(
-            running.build_service, repo, int(GitPermission.GENERIC_CONTRIBUTE | GitPermission.CREATE_BRANCH)
-        )
+    with pipeline_sandbox(tmp_path_factory.mktemp("sandbox"), flux=True, deployment_ready_after=0.0) as running:
         yield running
 
 
-@pytest.fixture(scope="module")
-def endpoint(sandbox: Sandbox) -> Endpoint:
-    assert sandbox.kube is not None
-    return service_account_endpoint(sandbox, sandbox.kube.add_user("pipeline", [AccessRule(verbs=("*",))]))
-
-
-@pytest.fixture(scope="module")
-def agent(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> SimulatedAgent:
-    return simulated_agent(tmp_path_factory, sandbox)
-
-
 def step(sandbox: Sandbox, endpoint: Endpoint, **inputs: object) -> dict[str, object]:
-    return {
-        "kubernetesServiceConnection": endpoint.id,
-        "repositoryUrl": sandbox.repository.name,
-        "allowInsecureHttp": True,
-        "path": "clusters/sandbox",
-        "fluxVersion": SAMPLE_VERSION,
-        "timeout": "90s",
-        "pythonPath": sys.executable,
-        **inputs,
-    }
+    defaults = {"path": "clusters/sandbox", "fluxVersion": SAMPLE_VERSION, "timeout": "90s"}
+    return task_step(sandbox, endpoint, **{**defaults, **inputs})
 
 
 def encrypted_key() -> tuple[bytes, str]:
@@ -115,8 +87,9 @@ def test_an_ssh_key_from_a_secure_file_is_planned_as_the_clusters_secret(
         agent_env={"HOME": str(home)},
     )
 
-    assert_clean(run, sandbox.job_token, PASSPHRASE, ticket, discovered=(private.decode(),))
-    assert (run.result, run.outputs["result"]) == ("Succeeded", "changes"), run.stdout
+    assert_clean_result(
+        run, ("Succeeded", "changes"), sandbox.job_token, PASSPHRASE, ticket, discovered=(private.decode(),)
+    )
     assert "flux-system/flux-system" in run.summary  # the source secret bootstrap would create
     assert f"url: {SSH_URL}" in run.stdout  # the planned gotk-sync.yaml fetches over SSH
     with Cluster(ClusterAccess(sandbox.kubeconfig_path)) as cluster:
@@ -134,8 +107,7 @@ def test_workload_identity_bootstraps_without_a_secret(
         endpoints=[endpoint],
     )
 
-    assert_clean(run, sandbox.job_token)
-    assert (run.result, run.outputs["result"]) == ("Succeeded", "changed"), run.stdout
+    assert_clean_result(run, ("Succeeded", "changed"), sandbox.job_token)
     with Cluster(ClusterAccess(sandbox.kubeconfig_path)) as cluster:
         assert read_source_secret(cluster, "flux-system", "flux-system") is None
         account = cluster.get("v1", "ServiceAccount", "source-controller", "flux-system")

@@ -20,63 +20,32 @@ import pytest
 from flux_azdo.cluster.client import Cluster, ClusterAccess
 from flux_azdo.cluster.secrets import read_source_secret
 from flux_azdo.sandbox.azure_devops.security import GitPermission, repository_token
-from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import FULL_SCOPES, Sandbox
 from support.agent import (
     SAMPLE_VERSION,
     Endpoint,
     SimulatedAgent,
-    assert_clean,
-    service_account_endpoint,
-    simulated_agent,
+    assert_clean_result,
+    pipeline_sandbox,
+    task_step,
 )
-from support.sandboxes import running_sandbox
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
 PATH = "clusters/sandbox"
+#: A command-line flag (`--provider`), as the shared code words its fixes for the CLI.
+CLI_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with running_sandbox(
-        tmp_path_factory.mktemp("sandbox"), kube=True, flux=True, deployment_ready_after=0.0
-    ) as running:
-        # The build service may push (Contribute) and create the first branch: what a project admin grants it.
-        repo = repository_token(running.project.id, running.repository.id)
-        bits = GitPermission.GENERIC_CONTRIBUTE | GitPermission.CREATE_BRANCH
-        running.world.allow(running.build_service, repo, int(bits))
+    with pipeline_sandbox(tmp_path_factory.mktemp("sandbox"), flux=True, deployment_ready_after=0.0) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def cluster_token(sandbox: Sandbox) -> str:
-    assert sandbox.kube is not None
-    return sandbox.kube.add_user("pipeline", [AccessRule(verbs=("*",))])
-
-
-@pytest.fixture(scope="module")
-def endpoint(sandbox: Sandbox, cluster_token: str) -> Endpoint:
-    return service_account_endpoint(sandbox, cluster_token)
-
-
-@pytest.fixture(scope="module")
-def agent(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> SimulatedAgent:
-    return simulated_agent(tmp_path_factory, sandbox)
 
 
 def step(sandbox: Sandbox, endpoint: Endpoint, **inputs: object) -> dict[str, object]:
     """The YAML step's inputs (`clusterPat: $(clusterPat)` arrives expanded, as the agent expands macros)."""
-    return {
-        "kubernetesServiceConnection": endpoint.id,
-        "repositoryUrl": sandbox.repository.name,
-        "allowInsecureHttp": True,
-        "clusterPat": sandbox.pat,
-        "path": PATH,
-        "fluxVersion": SAMPLE_VERSION,
-        "timeout": "90s",
-        "pythonPath": sys.executable,
-        **inputs,
-    }
+    defaults = {"clusterPat": sandbox.pat, "path": PATH, "fluxVersion": SAMPLE_VERSION, "timeout": "90s"}
+    return task_step(sandbox, endpoint, **{**defaults, **inputs})
 
 
 def secret_of(sandbox: Sandbox) -> dict[str, str] | None:
@@ -93,8 +62,7 @@ def test_bootstrap_pushes_with_the_job_token_stores_the_pat_and_reruns_unchanged
     path = os.pathsep.join((os.path.dirname(sys.executable), os.environ.get("PATH", "/usr/bin:/bin")))
     run = agent.run(first, endpoints=[endpoint], secret_variables={"clusterPat": sandbox.pat}, agent_env={"PATH": path})
 
-    assert_clean(run, sandbox.job_token, sandbox.pat, cluster_token)
-    assert (run.result, run.outputs["result"]) == ("Succeeded", "changed"), run.stdout
+    assert_clean_result(run, ("Succeeded", "changed"), sandbox.job_token, sandbox.pat, cluster_token)
     outputs = run.outputs
     assert outputs["fluxVersion"] == SAMPLE_VERSION
     assert SHA.match(outputs["componentsCommit"]) and SHA.match(outputs["syncCommit"])
@@ -106,11 +74,17 @@ def test_bootstrap_pushes_with_the_job_token_stores_the_pat_and_reruns_unchanged
     assert any(line.startswith("##[group]") for line in run.lines)
     # The cluster keeps the PAT; the job token, which dies with the job, is nowhere in it.
     assert secret_of(sandbox) == {"username": "git", "password": sandbox.pat}
+    # The shared code's warning about the stored PAT and its fix, in the task's words: inputs and actions, no flag.
+    warning = next(i for i, line in enumerate(run.lines) if "Flux stops syncing when it expires" in line)
+    fix = run.lines[warning + 1]
+    assert fix.startswith("    fix: use clusterAuth workloadIdentity (workload identity: nothing to expire)"), fix
+    assert fix.endswith("(action rotateCredentials)"), fix
+    assert "Flux stops syncing when it expires" in run.summary
+    assert not CLI_FLAG.search(run.stdout + run.stderr + run.summary), CLI_FLAG.findall(run.stdout + run.summary)
 
     again = agent.run(step(sandbox, endpoint), endpoints=[endpoint], secret_variables={"clusterPat": sandbox.pat})
 
-    assert_clean(again, sandbox.job_token, sandbox.pat, cluster_token)
-    assert (again.result, again.outputs["result"]) == ("Succeeded", "unchanged"), again.stdout
+    assert_clean_result(again, ("Succeeded", "unchanged"), sandbox.job_token, sandbox.pat, cluster_token)
     assert again.summary_path != run.summary_path  # two bootstraps in one job keep a summary each
     assert again.outputs["componentsCommit"] == again.outputs["syncCommit"] == ""
 
@@ -122,8 +96,7 @@ def test_plan_with_another_interval_shows_the_change_and_writes_nothing(
 
     run = agent.run(step(sandbox, endpoint, action="plan", interval="5m0s"), endpoints=[endpoint])
 
-    assert_clean(run, sandbox.job_token, sandbox.pat, cluster_token)
-    assert (run.result, run.outputs["result"]) == ("Succeeded", "changes"), run.stdout
+    assert_clean_result(run, ("Succeeded", "changes"), sandbox.job_token, sandbox.pat, cluster_token)
     assert "gotk-sync.yaml" in run.summary
     assert "interval: 5m0s" in run.stdout  # the diff is in the log
     assert head_of_main(sandbox) == before
@@ -134,8 +107,7 @@ def test_check_is_ready_then_blocked_with_the_fix_when_the_build_service_may_not
 ) -> None:
     ready = agent.run(step(sandbox, endpoint, action="check"), endpoints=[endpoint])
 
-    assert_clean(ready, sandbox.job_token, sandbox.pat, cluster_token)
-    assert (ready.result, ready.outputs["result"]) == ("Succeeded", "ready"), ready.stdout
+    assert_clean_result(ready, ("Succeeded", "ready"), sandbox.job_token, sandbox.pat, cluster_token)
 
     repo = repository_token(sandbox.project.id, sandbox.repository.id)
     sandbox.world.deny(sandbox.build_service, repo, int(GitPermission.GENERIC_CONTRIBUTE))
@@ -145,8 +117,7 @@ def test_check_is_ready_then_blocked_with_the_fix_when_the_build_service_may_not
         sandbox.world.clear(sandbox.build_service, repo, int(GitPermission.GENERIC_CONTRIBUTE))
         sandbox.world.allow(sandbox.build_service, repo, int(GitPermission.GENERIC_CONTRIBUTE))
 
-    assert_clean(blocked, sandbox.job_token, sandbox.pat, cluster_token)
-    assert (blocked.result, blocked.outputs["result"]) == ("Failed", "blocked"), blocked.stdout
+    assert_clean_result(blocked, ("Failed", "blocked"), sandbox.job_token, sandbox.pat, cluster_token)
     assert "Contribute" in blocked.summary and "blocked" in blocked.summary
     assert any("blocked" in message for message in blocked.errors)
 
@@ -158,8 +129,7 @@ def test_rotate_credentials_stores_a_new_pat(
 
     run = agent.run(step(sandbox, endpoint, action="rotateCredentials", clusterPat=new_pat), endpoints=[endpoint])
 
-    assert_clean(run, sandbox.job_token, new_pat, cluster_token)
-    assert (run.result, run.outputs["result"]) == ("Succeeded", "rotated"), run.stdout
+    assert_clean_result(run, ("Succeeded", "rotated"), sandbox.job_token, new_pat, cluster_token)
     assert secret_of(sandbox) == {"username": "git", "password": new_pat}
     assert "rotated" in run.summary
 
@@ -186,8 +156,9 @@ def test_rotate_credentials_with_an_ssh_key_for_an_https_source_names_the_inputs
         secure_files={file_id: ("rotate.key", ticket)},
     )
 
-    assert_clean(run, sandbox.job_token, ticket, cluster_token, discovered=(private.decode(),))
-    assert (run.result, run.outputs["result"]) == ("Failed", "failed"), run.stdout
+    assert_clean_result(
+        run, ("Failed", "failed"), sandbox.job_token, ticket, cluster_token, discovered=(private.decode(),)
+    )
     assert len(run.errors) == 1 and run.errors[0].startswith("sshKey applies to SSH URLs only, and repositoryUrl is")
     assert not re.search(r"--(url|private-key-file)\b", run.stdout + run.summary)
     assert secret_of(sandbox) == before
@@ -198,8 +169,7 @@ def test_uninstall_removes_flux_and_its_manifests(
 ) -> None:
     run = agent.run(step(sandbox, endpoint, action="uninstall", removeManifests=True), endpoints=[endpoint])
 
-    assert_clean(run, sandbox.job_token, sandbox.pat, cluster_token)
-    assert (run.result, run.outputs["result"]) == ("Succeeded", "uninstalled"), run.stdout
+    assert_clean_result(run, ("Succeeded", "uninstalled"), sandbox.job_token, sandbox.pat, cluster_token)
     assert secret_of(sandbox) is None
     with Cluster(ClusterAccess(sandbox.kubeconfig_path)) as cluster:
         assert cluster.get("v1", "Namespace", "flux-system") is None

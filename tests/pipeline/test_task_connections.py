@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import yaml
 
-from flux_azdo.sandbox.azure_devops.security import GitPermission, repository_token
 from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import Sandbox
 from support.agent import (
@@ -27,23 +26,14 @@ from support.agent import (
     SimulatedAgent,
     assert_clean,
     kubeconfig_endpoint,
-    simulated_agent,
+    pipeline_sandbox,
 )
-from support.sandboxes import running_sandbox
 
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with running_sandbox(tmp_path_factory.mktemp("sandbox"), kube=True, azure=True) as running:
-        repo = repository_token(running.project.id, running.repository.id)
-        bits = GitPermission.GENERIC_CONTRIBUTE | GitPermission.CREATE_BRANCH
-        running.world.allow(running.build_service, repo, int(bits))
+    with pipeline_sandbox(tmp_path_factory.mktemp("sandbox"), azure=True) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def agent(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> SimulatedAgent:
-    return simulated_agent(tmp_path_factory, sandbox)
 
 
 def check_step(sandbox: Sandbox, **inputs: object) -> dict[str, object]:
@@ -276,8 +266,9 @@ def test_children_never_see_the_jobs_secret_variables(sandbox: Sandbox, agent: S
     file_id, ticket = sandbox.add_secure_file("unused.key", b"not read: clusterAuth is pat")
     since = request_count(sandbox)
 
+    # sshKey names the secure file (so the agent hands over its ticket) although clusterAuth pat never reads it.
     run = agent.run(
-        check_step(sandbox, connectionType="kubeconfigFile", kubeconfig="exec-kubeconfig"),
+        check_step(sandbox, connectionType="kubeconfigFile", kubeconfig="exec-kubeconfig", sshKey=file_id),
         secure_files={file_id: ("unused.key", ticket)},
         secret_variables={"clusterPat": sandbox.pat},
         agent_env={"SYSTEM_ACCESSTOKEN": sandbox.job_token},

@@ -4,76 +4,47 @@ changes the cluster, no file of the run left in the agent's temporary folder."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from flux_azdo.sandbox.azure_devops.security import GitPermission, repository_token
-from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import Sandbox
 from support.agent import (
+    PIPELINE_USER,
     SAMPLE_VERSION,
     AgentRun,
     Endpoint,
     SimulatedAgent,
-    assert_clean,
+    assert_clean_result,
     parse_run,
-    service_account_endpoint,
-    simulated_agent,
+    pipeline_sandbox,
+    task_step,
 )
-from support.sandboxes import running_sandbox
-
-USER = "pipeline"
+from support.processes import silent_listener, started
 
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with running_sandbox(tmp_path_factory.mktemp("sandbox"), kube=True) as running:
-        repo = repository_token(running.project.id, running.repository.id)
-        running.world.allow(
-            running.build_service, repo, int(GitPermission.GENERIC_CONTRIBUTE | GitPermission.CREATE_BRANCH)
-        )
+    with pipeline_sandbox(tmp_path_factory.mktemp("sandbox")) as running:
         yield running
 
 
-@pytest.fixture(scope="module")
-def endpoint(sandbox: Sandbox) -> Endpoint:
-    assert sandbox.kube is not None
-    return service_account_endpoint(sandbox, sandbox.kube.add_user(USER, [AccessRule(verbs=("*",))]))
-
-
-@pytest.fixture(scope="module")
-def agent(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> SimulatedAgent:
-    return simulated_agent(tmp_path_factory, sandbox)
-
-
 def step(sandbox: Sandbox, endpoint: Endpoint, **inputs: object) -> dict[str, object]:
-    return {
-        "kubernetesServiceConnection": endpoint.id,
-        "repositoryUrl": sandbox.repository.name,
-        "allowInsecureHttp": True,
-        "clusterPat": sandbox.pat,
-        "fluxVersion": SAMPLE_VERSION,
-        "pythonPath": sys.executable,
-        **inputs,
-    }
+    return task_step(sandbox, endpoint, **{"clusterPat": sandbox.pat, "fluxVersion": SAMPLE_VERSION, **inputs})
 
 
 def assert_failed_without_writes(run: AgentRun, sandbox: Sandbox, *secrets: str) -> str:
     """The one error line (returned), and that nothing was written anywhere."""
-    assert_clean(run, sandbox.job_token, *secrets)
-    assert (run.result, run.outputs["result"]) == ("Failed", "failed"), run.stdout
+    assert_clean_result(run, ("Failed", "failed"), sandbox.job_token, *secrets)
     assert len(run.errors) == 1, run.errors
     assert "\n" not in run.errors[0] and "Traceback" not in run.stdout + run.stderr
     assert run.summary.startswith("## ✗ Flux")
     assert sandbox.repository.git_dir.exists()
-    assert not any(r.user == USER and r.is_write for r in sandbox.kube.requests) if sandbox.kube else True
+    assert not any(r.user == PIPELINE_USER and r.is_write for r in sandbox.kube.requests) if sandbox.kube else True
     return run.errors[0]
 
 
@@ -143,56 +114,44 @@ def test_a_cancel_removes_the_runs_files_and_exits_with_the_signal(
     """The agent cancels a step with SIGTERM to node, which passes it on: the run's private folder (kubeconfigs,
     the secure file) is removed and the exit code is 128 + 15. The cluster here is a port that accepts connections
     and never answers, so the cancel lands while the task waits on the API server."""
-    silent = socket.socket()
-    silent.bind(("127.0.0.1", 0))
-    silent.listen(8)
-    folder = tmp_path_factory.mktemp("silent")
-    kubeconfig = folder / "kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{silent.getsockname()[1]}"}}],
-                "users": [{"name": "u", "user": {"token": "a-token-nobody-checks"}}],
-                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "c",
-            }
-        ),
-        encoding="utf-8",
-    )
-    environ, temp = agent.environment(
-        step(
-            sandbox,
-            Endpoint("x", "", "", {}),
-            action="check",
-            connectionType="kubeconfigFile",
-            kubeconfig=str(kubeconfig),
+    with silent_listener() as (silent, port), contextlib.ExitStack() as held:
+        folder = tmp_path_factory.mktemp("silent")
+        kubeconfig = folder / "kubeconfig"
+        kubeconfig.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+                    "users": [{"name": "u", "user": {"token": "a-token-nobody-checks"}}],
+                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                    "current-context": "c",
+                }
+            ),
+            encoding="utf-8",
         )
-    )
-    process = subprocess.Popen(
-        agent.command(), cwd=agent.sources, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    held: list[socket.socket] = []
-    try:
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:  # until the task asks the cluster (the Azure DevOps checks come first)
-            lines.append(line)
-            if "##[group]checking the repository" in line:
-                break
-        assert any(p.name.startswith("flux-azdo-") for p in temp.iterdir())  # the run's private folder
-        silent.settimeout(60)
-        held.append(silent.accept()[0])  # the task's request to the API server, which never gets an answer
-        process.send_signal(signal.SIGTERM)
-        rest, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-        for connection in held:
-            connection.close()
-        silent.close()
+        environ, temp = agent.environment(
+            step(
+                sandbox,
+                Endpoint("x", "", "", {}),
+                action="check",
+                connectionType="kubeconfigFile",
+                kubeconfig=str(kubeconfig),
+            )
+        )
+        with started(agent.command(), cwd=agent.sources, env=environ) as process:
+            assert process.stdout is not None
+            lines = []
+            for line in process.stdout:  # until the task asks the cluster (the Azure DevOps checks come first)
+                lines.append(line)
+                if "##[group]checking the repository" in line:
+                    break
+            assert any(p.name.startswith("flux-azdo-") for p in temp.iterdir())  # the run's private folder
+            silent.settimeout(60)
+            # The task's request to the API server, which never gets an answer (closed after the process ended).
+            held.enter_context(silent.accept()[0])
+            process.send_signal(signal.SIGTERM)
+            rest, err = process.communicate(timeout=60)
 
     run = parse_run(process.returncode, "".join(lines) + rest, err, temp)
     assert run.exit_code == 143, run.stdout + run.stderr

@@ -13,25 +13,22 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from flux_azdo.sandbox import sample_distribution_path
-from flux_azdo.sandbox.azure_devops.security import GitPermission, repository_token
-from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import Sandbox
 from support.agent import (
     SAMPLE_VERSION,
     Endpoint,
     SimulatedAgent,
-    assert_clean,
+    assert_clean_result,
     base_environment,
-    service_account_endpoint,
+    pipeline_sandbox,
+    task_step,
 )
-from support.sandboxes import running_sandbox
 from support.task import staged_task_folder
 
 PATH = "clusters/airgap"
@@ -42,28 +39,13 @@ CLOSED_PROXY = "http://127.0.0.1:9"
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with running_sandbox(
+    with pipeline_sandbox(
         tmp_path_factory.mktemp("sandbox"),
-        kube=True,
         flux=True,
         deployment_ready_after=0.0,
         unpullable_images=("ghcr.io/",),  # the cluster is air-gapped too: only the mirror's images pull
     ) as running:
-        repo = repository_token(running.project.id, running.repository.id)
-        bits = GitPermission.GENERIC_CONTRIBUTE | GitPermission.CREATE_BRANCH
-        running.world.allow(running.build_service, repo, int(bits))
         yield running
-
-
-@pytest.fixture(scope="module")
-def cluster_token(sandbox: Sandbox) -> str:
-    assert sandbox.kube is not None
-    return sandbox.kube.add_user("pipeline", [AccessRule(verbs=("*",))])
-
-
-@pytest.fixture(scope="module")
-def endpoint(sandbox: Sandbox, cluster_token: str) -> Endpoint:
-    return service_account_endpoint(sandbox, cluster_token)
 
 
 @pytest.fixture(scope="module")
@@ -89,18 +71,8 @@ def agent(sandbox: Sandbox, cache: Path, tmp_path_factory: pytest.TempPathFactor
 
 def step(sandbox: Sandbox, endpoint: Endpoint, **inputs: object) -> dict[str, object]:
     """No fluxVersion: without `manifests` the task would need ghcr.io's release of the tested version."""
-    return {
-        "kubernetesServiceConnection": endpoint.id,
-        "repositoryUrl": sandbox.repository.name,
-        "allowInsecureHttp": True,
-        "clusterPat": sandbox.pat,
-        "path": PATH,
-        "manifests": COMPONENTS,
-        "registry": MIRROR,
-        "timeout": "90s",
-        "pythonPath": sys.executable,
-        **inputs,
-    }
+    defaults = {"clusterPat": sandbox.pat, "path": PATH, "manifests": COMPONENTS, "registry": MIRROR, "timeout": "90s"}
+    return task_step(sandbox, endpoint, **{**defaults, **inputs})
 
 
 def git(sandbox: Sandbox, *args: str) -> str:
@@ -118,8 +90,7 @@ def test_bootstrap_renders_the_components_file_of_the_sources_folder_and_pulls_n
 ) -> None:
     run = agent.run(step(sandbox, endpoint), endpoints=[endpoint], secret_variables={"clusterPat": sandbox.pat})
 
-    assert_clean(run, sandbox.job_token, sandbox.pat, cluster_token)
-    assert (run.result, run.outputs["result"]) == ("Succeeded", "changed"), run.stdout
+    assert_clean_result(run, ("Succeeded", "changed"), sandbox.job_token, sandbox.pat, cluster_token)
     assert run.outputs["fluxVersion"] == SAMPLE_VERSION  # the file's own release
     assert "ghcr.io" not in run.stdout  # nothing pulled, nothing cached
     assert list(cache.iterdir()) == []
@@ -136,8 +107,7 @@ def test_plan_with_the_same_manifests_finds_nothing_to_change(
 
     run = agent.run(step(sandbox, endpoint, action="plan"), endpoints=[endpoint])
 
-    assert_clean(run, sandbox.job_token, sandbox.pat, cluster_token)
-    assert (run.result, run.outputs["result"]) == ("Succeeded", "noChanges"), run.stdout
+    assert_clean_result(run, ("Succeeded", "noChanges"), sandbox.job_token, sandbox.pat, cluster_token)
     assert run.outputs["fluxVersion"] == SAMPLE_VERSION
     assert git(sandbox, "rev-parse", "refs/heads/main") == before
 
@@ -161,8 +131,7 @@ def test_a_missing_or_wrong_manifests_is_one_line_that_names_the_input(
 
     run = agent.run(step(sandbox, endpoint, action="plan", manifests=manifests), endpoints=[endpoint])
 
-    assert_clean(run, sandbox.job_token, sandbox.pat, cluster_token)
-    assert (run.result, run.outputs["result"]) == ("Failed", "failed"), run.stdout
+    assert_clean_result(run, ("Failed", "failed"), sandbox.job_token, sandbox.pat, cluster_token)
     assert len(run.errors) == 1 and expected in run.errors[0], run.errors
     assert "--manifests" not in run.stdout + run.summary
     if manifests:

@@ -7,12 +7,16 @@ The names below are what tests/pipeline/test_task_*.py import; the simulation it
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from flux_azdo.demo import seed_sample_distribution
 from flux_azdo.sandbox import SAMPLE_VERSION
+from flux_azdo.sandbox.azure_devops.security import GitPermission, repository_token
+from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.pipelines_agent import (
     AgentRun,
     Command,
@@ -27,25 +31,35 @@ from flux_azdo.sandbox.pipelines_agent import (
     unescape,
 )
 from flux_azdo.sandbox.pipelines_agent import agent_process_environment as base_environment
+from flux_azdo.sandbox.runtime import Sandbox
+from support.sandboxes import running_sandbox
 
 __all__ = [
+    "PIPELINE_USER",
     "SAMPLE_VERSION",
     "AgentRun",
     "Command",
     "Endpoint",
     "SimulatedAgent",
     "assert_clean",
+    "assert_clean_result",
     "base_environment",
+    "cluster_user",
     "endpoint_environment",
     "kubeconfig_endpoint",
     "parse_command",
     "parse_run",
+    "pipeline_sandbox",
     "secret_forms",
     "seed_distribution_cache",
     "service_account_endpoint",
     "simulated_agent",
+    "task_step",
     "unescape",
 ]
+
+#: The kube user of the Kubernetes service connection (the requests it makes carry this name).
+PIPELINE_USER = "pipeline"
 
 
 def seed_distribution_cache(cache_home: Path) -> None:
@@ -76,3 +90,41 @@ def assert_clean(run: AgentRun, *secrets: str, discovered: Iterable[str] = ()) -
     assert all(secret in early for secret in secrets)
     assert run.leftovers() == []
     assert run.result is not None
+
+
+def assert_clean_result(
+    run: AgentRun, expected: tuple[str, str], *secrets: str, discovered: Iterable[str] = ()
+) -> None:
+    """`assert_clean`, then the task's result and its `result` output variable (`expected`), e.g. ("Succeeded",
+    "changed")."""
+    assert_clean(run, *secrets, discovered=discovered)
+    assert (run.result, run.outputs["result"]) == expected, run.stdout
+
+
+@contextlib.contextmanager
+def pipeline_sandbox(directory: Path, **options: Any) -> Iterator[Sandbox]:
+    """A sandbox with the API server (`options` as `running_sandbox` takes them) where the project's build service
+    may push and create the first branch: what a project admin grants it before the task's first run."""
+    with running_sandbox(directory, kube=True, **options) as running:
+        repo = repository_token(running.project.id, running.repository.id)
+        bits = GitPermission.GENERIC_CONTRIBUTE | GitPermission.CREATE_BRANCH
+        running.world.allow(running.build_service, repo, int(bits))
+        yield running
+
+
+def cluster_user(sandbox: Sandbox) -> str:
+    """The token of PIPELINE_USER, who may do anything in the cluster (the service connection's account)."""
+    assert sandbox.kube is not None
+    return sandbox.kube.add_user(PIPELINE_USER, [AccessRule(verbs=("*",))])
+
+
+def task_step(sandbox: Sandbox, endpoint: Endpoint, **inputs: object) -> dict[str, object]:
+    """A YAML step's inputs as the agent hands them over (`clusterPat: $(clusterPat)` arrives expanded): the service
+    connection, the sandbox's repository by name over its plain-HTTP server, this interpreter, then `inputs`."""
+    return {
+        "kubernetesServiceConnection": endpoint.id,
+        "repositoryUrl": sandbox.repository.name,
+        "allowInsecureHttp": True,
+        "pythonPath": sys.executable,
+        **inputs,
+    }

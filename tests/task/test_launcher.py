@@ -7,16 +7,18 @@ fakes that claim an old version.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
+from support.processes import started
 from support.task import light_copy, node_executable, staged_task
 
 __all__ = ["staged_task"]
@@ -82,9 +84,11 @@ def environment(path: Path | str, **extra: str) -> dict[str, str]:
     return env
 
 
-def launch(task: Path, env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def launch(
+    task: Path, env: Mapping[str, str], cwd: Path, *, node_options: Sequence[str] = ()
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [node_executable(), str(task / "launcher.js")],
+        [node_executable(), *node_options, str(task / "launcher.js")],
         env=dict(env),
         cwd=cwd,
         capture_output=True,
@@ -255,6 +259,21 @@ def test_the_exit_code_is_passed_on(task: Path, tmp_path: Path, code: int) -> No
     assert result.returncode == code
 
 
+@contextlib.contextmanager
+def waiting_launcher(task: Path, tmp_path: Path, *, handle: str) -> Iterator[subprocess.Popen[str]]:
+    """The launcher running the fake Python in its waiting mode (`handle`: how many signals it handles before it
+    lets one end it), once the fake said it is ready."""
+    folder = tmp_path / "path"
+    wrapper(folder, "python3")
+    env = environment(folder, FAKE_MODE="wait", FAKE_HANDLE=handle)
+    with started(
+        [node_executable(), str(task / "launcher.js")], env=env, cwd=tmp_path, stdin=subprocess.DEVNULL
+    ) as process:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "ready\n"
+        yield process
+
+
 @pytest.mark.parametrize(
     ("sent", "handled", "expected_line", "expected_code"),
     [
@@ -266,27 +285,9 @@ def test_the_exit_code_is_passed_on(task: Path, tmp_path: Path, code: int) -> No
 def test_cancellation_signals_reach_python(
     task: Path, tmp_path: Path, sent: signal.Signals, handled: bool, expected_line: str | None, expected_code: int
 ) -> None:
-    folder = tmp_path / "path"
-    wrapper(folder, "python3")
-    env = environment(folder, FAKE_MODE="wait", FAKE_HANDLE="1" if handled else "0")
-    process = subprocess.Popen(
-        [node_executable(), str(task / "launcher.js")],
-        env=env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        assert process.stdout.readline() == "ready\n"
+    with waiting_launcher(task, tmp_path, handle="1" if handled else "0") as process:
         process.send_signal(sent)
         out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert process.returncode == expected_code, err
     if expected_line:
         assert out.splitlines() == [expected_line]
@@ -294,48 +295,46 @@ def test_cancellation_signals_reach_python(
 
 def test_a_second_signal_reaches_python_too(task: Path, tmp_path: Path) -> None:
     """The agent cancels with SIGINT and, when the step is still running after a grace period, sends SIGTERM."""
-    folder = tmp_path / "path"
-    wrapper(folder, "python3")
-    env = environment(folder, FAKE_MODE="wait", FAKE_HANDLE="2")
-    process = subprocess.Popen(
-        [node_executable(), str(task / "launcher.js")],
-        env=env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with waiting_launcher(task, tmp_path, handle="2") as process:
         assert process.stdout is not None
-        assert process.stdout.readline() == "ready\n"
         process.send_signal(signal.SIGINT)
         assert process.stdout.readline() == "got SIGINT\n"
         assert process.poll() is None  # Python handled it and goes on; so does the launcher
         process.send_signal(signal.SIGTERM)
         out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     assert out.splitlines() == ["got SIGTERM"]
     assert process.returncode == 128 + signal.SIGTERM, err
 
 
-def test_the_real_entry_refuses_an_interpreter_the_task_was_not_staged_for(staged_task: Path, tmp_path: Path) -> None:
+def task_with_index(staged_task: Path, tmp_path: Path, **changes: object) -> Path:
+    """A light copy of the staged task whose runtime index (python/runtimes.json) has `changes`."""
     task = light_copy(staged_task, tmp_path / "FluxBootstrapV1")
     index_file = task / "python" / "runtimes.json"
     index = json.loads(index_file.read_text(encoding="utf-8"))
-    this = f"cp{sys.version_info[0]}{sys.version_info[1]}"
-    index["runtimes"] = {f"{this}-linux-sparc64": []}
-    index["supported"] = "Linux sparc agents with CPython 3.x"
+    index.update(changes)
     index_file.write_text(json.dumps(index), encoding="utf-8")
-    # The launcher passes such a Python over, so run the entry the way it would have (pythonPath naming a Python
-    # whose probe was fooled, or an index edited by hand must still fail in words).
-    result = subprocess.run(
+    return task
+
+
+def run_entry(task: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """task_entry.py run by this interpreter as the launcher would run it, with an empty PATH."""
+    return subprocess.run(
         [sys.executable, "-u", "-I", str(task / "task_entry.py")],
         env=environment(tmp_path / "empty"), cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
+
+
+def test_the_real_entry_refuses_an_interpreter_the_task_was_not_staged_for(staged_task: Path, tmp_path: Path) -> None:
+    this = f"cp{sys.version_info[0]}{sys.version_info[1]}"
+    task = task_with_index(
+        staged_task,
+        tmp_path,
+        runtimes={f"{this}-linux-sparc64": []},
+        supported="Linux sparc agents with CPython 3.x",
+    )
+    # The launcher passes such a Python over, so run the entry the way it would have (pythonPath naming a Python
+    # whose probe was fooled, or an index edited by hand must still fail in words).
+    result = run_entry(task, tmp_path)
     lines = result.stdout.splitlines()
     assert result.returncode == 1, result.stdout + result.stderr
     assert lines[0].startswith("##vso[task.logissue type=error]FluxBootstrap runs on Linux sparc agents")
@@ -348,15 +347,8 @@ def test_the_real_entry_refuses_an_interpreter_the_task_was_not_staged_for(stage
 
 
 def test_the_real_entry_names_the_minimum_from_the_index(staged_task: Path, tmp_path: Path) -> None:
-    task = light_copy(staged_task, tmp_path / "FluxBootstrapV1")
-    index_file = task / "python" / "runtimes.json"
-    index = json.loads(index_file.read_text(encoding="utf-8"))
-    index["minimum"] = "3.99"
-    index_file.write_text(json.dumps(index), encoding="utf-8")
-    result = subprocess.run(
-        [sys.executable, "-u", "-I", str(task / "task_entry.py")],
-        env=environment(tmp_path / "empty"), cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+    task = task_with_index(staged_task, tmp_path, minimum="3.99")
+    result = run_entry(task, tmp_path)
     assert result.returncode == 1
     assert f"needs Python 3.99 or newer, not {sys.version.split()[0]}" in result.stdout.splitlines()[0]
 
@@ -382,16 +374,7 @@ def test_windows_and_macos_agents_get_a_clear_failure(task: Path, tmp_path: Path
     preload.write_text(f"Object.defineProperty(process, 'platform', {{ value: '{platform}' }});\n", encoding="utf-8")
     folder = tmp_path / "path"
     wrapper(folder, "python3")
-    result = subprocess.run(
-        [node_executable(), "--require", str(preload), str(task / "launcher.js")],
-        env=environment(folder),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=60,
-        check=False,
-    )
+    result = launch(task, environment(folder), tmp_path, node_options=("--require", str(preload)))
     lines = result.stdout.splitlines()
     assert result.returncode == 1
     assert len(lines) == 2, lines

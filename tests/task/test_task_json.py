@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+import flux_azdo
 from support.task import REPO, TASK_SOURCE, task_definition
 
 NAME = r"^[A-Za-z][A-Za-z0-9]*$"
@@ -344,6 +345,15 @@ def test_the_extension_ships_this_task_version() -> None:
     assert contribution["type"] == "ms.vss-distributed-task.task"
     assert (Path(contribution["properties"]["name"]) / "task.json").as_posix() == "FluxBootstrapV1/task.json"
     assert len(manifest["description"]) <= 200
+
+
+def test_the_package_the_task_and_the_extension_carry_one_version() -> None:
+    """`flux-azdo --version` in a pipeline's log, the task's version and the Marketplace listing's agree."""
+    manifest = json.loads((REPO / "vss-extension.json").read_text(encoding="utf-8"))
+    task_version = task_definition()["version"]
+    assert isinstance(task_version, dict)
+    dotted = f"{task_version['Major']}.{task_version['Minor']}.{task_version['Patch']}"
+    assert flux_azdo.__version__ == dotted == manifest["version"]
 
 
 def test_the_help_names_the_pythons_the_package_carries_and_git(task: dict[str, Any]) -> None:

@@ -448,8 +448,16 @@ FLAG_INPUTS: dict[str, str] = {
     "--keep-namespace": "keepNamespace",
     "--remove-manifests": "removeManifests",
 }
-#: A flag whose value has a name of its own in the task.
-_PHRASES = (("--provider azure", "clusterAuth workloadIdentity"), ("--provider generic", "clusterAuth pat or sshKey"))
+#: A flag whose value has a name of its own in the task, and the CLI's commands as the task's `action` values.
+_PHRASES = (
+    ("--provider azure", "clusterAuth workloadIdentity"),
+    ("--provider generic", "clusterAuth pat or sshKey"),
+    ("flux-azdo rotate-credentials", "action rotateCredentials"),
+    ("flux-azdo uninstall", "action uninstall"),
+    ("flux-azdo bootstrap", "action bootstrap"),
+    ("flux-azdo check", "action check"),
+    ("flux-azdo plan", "action plan"),
+)
 #: A flag of ours as a whole word: `--name` but not the `--name` inside `--namespace`, nor `az ... --org`'s flags.
 _FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*(?![\w-])")
 

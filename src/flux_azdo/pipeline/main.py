@@ -12,10 +12,10 @@ The order of the first steps is the point of this module:
    `##vso[task.complete]`, and exit code 0 (a non-zero exit only adds the agent's generic "exit code" error).
 
 A user's mistake is one line (an issue on the run) and a Failed result, naming the task's inputs where the shared
-code names the CLI's flags (`inputs.error_in_input_terms`); a bug is one line too (its traceback only with
-System.Debug, masked), also when it happens while the summary and outputs are written (`conclude`); a cancel
-(SIGTERM, SIGINT) removes the run's files and exits 143/130. The summary file's name has a random part, so two
-steps of one job keep one each.
+code names the CLI's flags (`inputs.error_in_input_terms`; warnings and details through the reporter's `rewrite`);
+a bug is one line too (its traceback only with System.Debug, masked), also when it happens while the summary and
+outputs are written (`conclude`); a cancel (SIGTERM, SIGINT) removes the run's files and exits 143/130. The
+summary file's name has a random part, so two steps of one job keep one each.
 """
 
 from __future__ import annotations
@@ -103,14 +103,15 @@ def scrub_environment(environ: MutableMapping[str, str]) -> None:
 
 def _run(env: dict[str, str], out: TextIO) -> int:
     from flux_azdo.errors import UserError
-    from flux_azdo.pipeline.inputs import raw_input
+    from flux_azdo.pipeline.inputs import in_input_terms, raw_input
     from flux_azdo.pipeline.masking import Masker
     from flux_azdo.pipeline.reporter import PipelineReporter
 
     masker = Masker(out)
     register_secrets(env, masker)  # a secret too short to mask is a warning by name, written before anything else
     action = raw_input(env, "action") or "bootstrap"
-    reporter = PipelineReporter(out, masker, total_steps=_total_steps(action))
+    # The shared code's warnings, failures and details name the CLI's flags and commands; the task's, its inputs.
+    reporter = PipelineReporter(out, masker, total_steps=_total_steps(action), rewrite=in_input_terms)
     reporter.line(f"flux-azdo {__version__}: {action}")
     scrub_environment(os.environ)
     folder = None

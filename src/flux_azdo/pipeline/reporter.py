@@ -8,7 +8,8 @@ warnings and failures become issues on the run (`task.logissue`), which the agen
 second time. Every line is masked (`Masker.mask`) and neutralised (`commands.neutralise`) before it is written:
 messages carry text from git servers, the cluster and the user. A failure closes the open group first, so its
 error line is not folded away inside a collapsed step. A secret the masker could not register (too short) is
-said as a warning before the next line.
+said as a warning before the next line. A `rewrite` given to the reporter changes the words of every message
+first (the task passes `inputs.in_input_terms`: the shared code names the CLI's flags, the task its inputs).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TextIO
 
@@ -38,11 +40,21 @@ class PipelineReporter:
 
     `total_steps`: how many `action()` calls a full run makes, for the progress bar (more are fine: it stays
     below 100). `warnings` and `errors` keep the (masked) messages, for the summary and the task result.
+    `rewrite` turns the shared code's words into the task's, in warnings, failures, details and successes; it
+    runs before masking and neutralising, so nothing it produces escapes them.
     """
 
-    def __init__(self, stream: TextIO, masker: Masker, *, total_steps: int) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        masker: Masker,
+        *,
+        total_steps: int,
+        rewrite: Callable[[str], str] | None = None,
+    ) -> None:
         self.stream = stream
         self.masker = masker
+        self.rewrite: Callable[[str], str] = rewrite or _unchanged
         self.total_steps = max(1, total_steps)
         self.warnings: list[str] = []
         self.errors: list[str] = []
@@ -93,24 +105,24 @@ class PipelineReporter:
         self._symbol_line("◎", message)
 
     def success(self, message: str) -> None:
-        self._symbol_line("✔", message)
+        self._symbol_line("✔", self.rewrite(message))
 
     def warning(self, message: str) -> None:
-        text = self._clean_line(message)
+        text = self._clean_line(self.rewrite(message))
         with self._lock:
             self.warnings.append(text)
             self._write(command("task.logissue", text, type="warning"))
 
     def failure(self, message: str) -> None:
         """An error issue on the run; the open group is closed first, so the error shows in the log unfolded."""
-        text = self._clean_line(message)
+        text = self._clean_line(self.rewrite(message))
         with self._lock:
             self._close_group()
             self.errors.append(text)
             self._write(command("task.logissue", text, type="error"))
 
     def detail(self, text: str) -> None:
-        self._write(*(f"    {line}" for line in self._clean(text.rstrip("\n")).split("\n")))
+        self._write(*(f"    {line}" for line in self._clean(self.rewrite(text.rstrip("\n"))).split("\n")))
 
     # -- the task's own commands --------------------------------------------------------------------------------
 
@@ -162,6 +174,10 @@ class PipelineReporter:
         with self._lock:
             self._close_group()
             if result != "Failed":
+                # The agent logs neither the progress text nor task.complete's message: the log's last line says it.
+                # (A failure's message is already on the log as the error issue.)
+                symbol = "✔" if result == "Succeeded" else "⚠️ "
+                self._write(self._clean_line(f"{symbol} {message}"))
                 self._progress = 100
                 self._write(command("task.setprogress", self._clean_line(message), value=100))
             self._write(command("task.complete", self._clean_line(message), result=result))
@@ -175,3 +191,7 @@ class PipelineReporter:
         if self._group_open:
             self._write(endgroup())
             self._group_open = False
+
+
+def _unchanged(text: str) -> str:
+    return text

@@ -49,7 +49,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -136,6 +136,18 @@ class EntraError(Exception):
     def __init__(self, status: int, error: str, code: int, text: str) -> None:
         super().__init__(f"AADSTS{code}: {text}")
         self.status, self.error, self.code, self.text = status, error, code, text
+
+
+class _Assertion(NamedTuple):
+    """A client assertion as `tokens.decode` splits it: what it says, and the signature over what it says."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    signing_input: bytes
+    signature: bytes
+
+    def signed_by(self, key: rsa.RSAPublicKey) -> bool:
+        return tokens.signature_valid(self.header, self.signing_input, self.signature, key)
 
 
 class Directory:
@@ -418,24 +430,18 @@ class Directory:
         if form.get("client_assertion_type") != JWT_BEARER:
             raise EntraError(400, "invalid_request", 900144, _missing("client_assertion_type"))
         try:
-            header, claims, signing_input, signature = tokens.decode(assertion)
+            decoded = _Assertion(*tokens.decode(assertion))
         except tokens.MalformedToken:
             raise EntraError(401, "invalid_client", 50027, "JWT token is invalid or malformed.") from None
+        claims = decoded.claims
         if claims.get("iss") == principal.client_id and claims.get("sub") == principal.client_id:
-            self._check_certificate_assertion(tenant, principal, header, claims, signing_input, signature)
+            self._check_certificate_assertion(tenant, principal, decoded)
         else:
-            self._check_federated_assertion(principal, header, claims, signing_input, signature)
+            self._check_federated_assertion(principal, decoded)
         return "2"
 
-    def _check_certificate_assertion(
-        self,
-        tenant: str,
-        principal: ServicePrincipal,
-        header: Mapping[str, Any],
-        claims: Mapping[str, Any],
-        signing_input: bytes,
-        signature: bytes,
-    ) -> None:
+    def _check_certificate_assertion(self, tenant: str, principal: ServicePrincipal, assertion: _Assertion) -> None:
+        header, claims = assertion.header, assertion.claims
         thumbprint = str(header.get("x5t#S256") or header.get("x5t") or "").rstrip("=")
         with self._lock:
             certificates = list(principal.certificates)
@@ -455,7 +461,7 @@ class Directory:
             )
         public_key = found.public_key()
         assert isinstance(public_key, rsa.RSAPublicKey)
-        if not tokens.signature_valid(header, signing_input, signature, public_key):
+        if not assertion.signed_by(public_key):
             raise EntraError(
                 401,
                 "invalid_client",
@@ -473,14 +479,8 @@ class Directory:
             raise EntraError(401, "invalid_client", 50027, "JWT token is invalid or malformed.")
         self._check_time(claims)
 
-    def _check_federated_assertion(
-        self,
-        principal: ServicePrincipal,
-        header: Mapping[str, Any],
-        claims: Mapping[str, Any],
-        signing_input: bytes,
-        signature: bytes,
-    ) -> None:
+    def _check_federated_assertion(self, principal: ServicePrincipal, assertion: _Assertion) -> None:
+        claims = assertion.claims
         issuer, subject = str(claims.get("iss", "")), str(claims.get("sub", ""))
         audiences = claims.get("aud")
         presented = [str(a) for a in audiences] if isinstance(audiences, list) else [str(audiences or "")]
@@ -501,7 +501,7 @@ class Directory:
                 "check your federated identity credential Subject, Audience and Issuer against the presented "
                 f"assertion. {_FEDERATION_DOCS}",
             )
-        if not any(tokens.signature_valid(header, signing_input, signature, key) for key in keys):
+        if not any(assertion.signed_by(key) for key in keys):
             text = "Assertion failed signature validation. [Reason - The key was not found.]"
             raise EntraError(401, "invalid_client", 50013, text)
         self._check_time(claims)

@@ -21,7 +21,6 @@ import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -31,13 +30,14 @@ from flux_azdo.sandbox.azure.ids import AKS_SERVER_APP, AZURE_DEVOPS_APP
 from flux_azdo.sandbox.azure.replies import Reply
 from flux_azdo.sandbox.kube.tls import generate_serving_material, server_context
 from flux_azdo.sandbox.kube.transport import Handler, HttpServer
+from flux_azdo.sandbox.serving import Served, serve_in_thread, stop_serving
 
 _MAX_BODY = 1 << 20
 #: A body up to this size is read and dropped before a 400; a larger one ends the connection.
 _DRAIN_LIMIT = 16 << 20
 
 
-class AzureServer:
+class AzureServer(Served):
     """The sandbox's Azure cloud on `https://127.0.0.1:<port>`; use it as a context manager.
 
     `authority_host` (no trailing slash) is what azure-identity takes as `authority`; `arm_url` (with one) is the
@@ -93,31 +93,14 @@ class AzureServer:
         with self._lock:
             if self._thread is not None:
                 return
-            self._thread = threading.Thread(
-                target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, name="azure-sandbox", daemon=True
-            )
-            self._thread.start()
+            self._thread = serve_in_thread(self._http, "azure-sandbox")
 
     def stop(self) -> None:
         with self._lock:
             thread, self._thread = self._thread, None
-        if thread is not None:
-            self._http.shutdown()
-            thread.join(timeout=10)
-        self._http.server_close()
-        for handler_thread in self._http.close_connections():
-            handler_thread.join(timeout=10)
+        stop_serving(self._http, thread)
         with contextlib.suppress(FileNotFoundError):
             self.ca_file.unlink()
-
-    def __enter__(self) -> AzureServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # ----- views for the other sandbox parts ----------------------------------------------------------------
 

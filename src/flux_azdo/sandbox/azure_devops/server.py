@@ -39,7 +39,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
@@ -49,6 +48,7 @@ from flux_azdo.sandbox.azure_devops.faults import FaultInjector, LostReply
 from flux_azdo.sandbox.azure_devops.push_rules import PushApplier, PushCommand
 from flux_azdo.sandbox.azure_devops.receive_hook import TICKET_VARIABLE, URL_VARIABLE
 from flux_azdo.sandbox.azure_devops.security import GitPermission
+from flux_azdo.sandbox.serving import Served, serve_in_thread
 from flux_azdo.sandbox.world import Identity, Repository, World
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class _Ticket:
     transport: Literal["http", "ssh"] = "ssh"
 
 
-class AzureDevOpsServer:
+class AzureDevOpsServer(Served):
     """The sandbox's Azure DevOps organisation on `http://127.0.0.1:<port>/<org>`."""
 
     def __init__(self, world: World, *, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -103,10 +103,7 @@ class AzureDevOpsServer:
     def start(self) -> None:
         if self._thread is not None:
             return
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="azdo-sandbox", daemon=True
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._httpd, "azdo-sandbox")
 
     def stop(self) -> None:
         """Stop serving and wait for every handler thread; safe to call twice.
@@ -125,15 +122,6 @@ class AzureDevOpsServer:
             self._thread = None
         self._httpd.server_close()
         self._httpd.close_connections()
-
-    def __enter__(self) -> AzureDevOpsServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # ----- URLs --------------------------------------------------------------------------------------------
 

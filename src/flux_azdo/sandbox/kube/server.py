@@ -13,7 +13,6 @@ import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
@@ -34,6 +33,7 @@ from flux_azdo.sandbox.kube.store import Store
 from flux_azdo.sandbox.kube.tls import ServingMaterial, generate_serving_material, server_context
 from flux_azdo.sandbox.kube.transport import HttpServer
 from flux_azdo.sandbox.kube.watch import DEFAULT_BOOKMARK_INTERVAL
+from flux_azdo.sandbox.serving import Served, serve_in_thread, stop_serving
 
 SEED_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
 #: Seconds a deleted namespace keeps its content. `kubectl delete -f` of a six-controller gotk-components.yaml
@@ -43,7 +43,7 @@ SEED_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
 NAMESPACE_TERMINATION_DELAY = 2.0
 
 
-class KubeApiServer:
+class KubeApiServer(Served):
     """A fake Kubernetes API server for tests and the demo; use it as a context manager.
 
     `url`, `admin_token` and `ca_data` (PEM of the CA, None over plain HTTP) identify it; `add_user` models a
@@ -124,10 +124,7 @@ class KubeApiServer:
             self.port = self._http.server_address[1]
             scheme = "https" if context is not None else "http"
             self.url = f"{scheme}://{self.host}:{self.port}"
-            self._thread = threading.Thread(
-                target=self._http.serve_forever, kwargs={"poll_interval": 0.05}, name="kube-apiserver", daemon=True
-            )
-            self._thread.start()
+            self._thread = serve_in_thread(self._http, "kube-apiserver")
             self.controller.start()
             self.controller.poke()
 
@@ -137,23 +134,8 @@ class KubeApiServer:
             self._http = self._thread = None
         if http is None:
             return
-        http.shutdown()
-        http.server_close()
-        self.store.close()
-        for handler_thread in http.close_connections():
-            handler_thread.join(timeout=10)
-        if thread is not None:
-            thread.join(timeout=10)
+        stop_serving(http, thread, closed=self.store.close)  # a closed store ends the open watches
         self.controller.stop()
-
-    def __enter__(self) -> KubeApiServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------------------------------------ requests
 
