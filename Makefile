@@ -83,6 +83,7 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/task_package.py
 
 clean:
 	rm -rf $(VENV) build dist node_modules .pytest_cache .mypy_cache .ruff_cache
