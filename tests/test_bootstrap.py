@@ -431,7 +431,7 @@ def test_a_user_kustomization_without_the_azure_devops_ssh_patch_is_reported_bef
     the user's own kustomization.yaml lacks it: said with the snippet to add, before any push or cluster write."""
     if cluster_sandbox.ssh_url is None or cluster_sandbox.ssh_key_path is None:
         pytest.skip("the sandbox's SSH endpoint needs OpenSSH's sshd")
-    unpatched = USER_KUSTOMIZATION.split("patches:")[0]
+    unpatched = "# mine: the user wrote this file\n" + USER_KUSTOMIZATION.split("patches:")[0]
     seeded = seed(cluster_sandbox, {"clusters/sandbox/flux-system/kustomization.yaml": unpatched}, "our own file")
     monkeypatch.setenv("AZURE_DEVOPS_EXT_PAT", cluster_sandbox.pat)
     code, _, err = bootstrap(

@@ -179,6 +179,69 @@ def test_workload_identity_end_to_end_stores_no_secret_and_flux_fetches_with_the
     assert account["metadata"]["annotations"]["azure.workload.identity/client-id"] == sandbox.workload_client_id
 
 
+def test_a_pat_bootstrap_moves_to_workload_identity_and_the_old_secret_is_reported_not_deleted(
+    cluster_sandbox: Sandbox,
+    kubeconfig: Path,
+    cluster: Cluster,
+    sample_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The migration users ask for most: bootstrapped with a PAT, re-run with --provider azure. The
+    kustomization.yaml is still as the first run wrote it, so it is ours and gets the workload identity patch;
+    the PAT stays in its Secret (deleting it is the user's call, once Flux fetches without it), and one warning
+    says so. Then back to the PAT after the user changed the file: theirs now, kept as it is."""
+    sandbox = cluster_sandbox
+    sandbox.world.allow(
+        sandbox.workload_identity,
+        security.repository_token(sandbox.project.id, sandbox.repository.id),
+        security.GitPermission.GENERIC_READ,
+    )
+    monkeypatch.setenv("GIT_PASSWORD", sandbox.pat)
+    file = f"refs/heads/main:{PATH}/flux-system/kustomization.yaml"
+    code, _, err = run(capsys, sandbox, kubeconfig, sample_file)
+    assert code == 0, err
+    plain = git(sandbox, "show", file)
+    assert "patches" not in plain and read_source_secret(cluster, "flux-system", "flux-system") is not None
+
+    azure = ("--provider", "azure", "--azure-client-id", sandbox.workload_client_id)
+    code, out, err = run(capsys, sandbox, kubeconfig, sample_file, *azure)
+
+    assert code == 0, err
+    assert sandbox.pat not in out + err
+    kustomization = git(sandbox, "show", file)
+    assert f"azure.workload.identity/client-id: {sandbox.workload_client_id}" in kustomization
+    warnings = [line for line in err.splitlines() if line.startswith("⚠️") and "Secret" in line]
+    assert warnings == [
+        '⚠️  Secret "flux-system/flux-system" still holds a token from the previous bootstrap: source-controller no '
+        "longer uses it (--provider azure), but anyone who may read Secrets in the cluster can. Once the "
+        "GitRepository is Ready with workload identity, delete it (kubectl -n flux-system delete secret "
+        "flux-system) and revoke the credential in Azure DevOps"
+    ]
+    assert read_source_secret(cluster, "flux-system", "flux-system") == {"username": "git", "password": sandbox.pat}
+    repository = cluster.get(SOURCE_API, "GitRepository", "flux-system", "flux-system")
+    assert repository is not None
+    assert repository["spec"]["provider"] == "azure" and "secretRef" not in repository["spec"]
+    assert ready_condition(repository)["status"] == "True"
+    assert repository["status"]["artifact"]["revision"] == f"main@sha1:{head(sandbox)}"
+    account = cluster.get("v1", "ServiceAccount", "source-controller", "flux-system")
+    assert account is not None
+    assert account["metadata"]["annotations"]["azure.workload.identity/client-id"] == sandbox.workload_client_id
+
+    # Back to the PAT, after the user put one comment in the file: theirs now, kept byte for byte with its patch.
+    request = preflight_request(
+        AccessOptions(url=sandbox.repo_url, allow_insecure_http=True), environ={"GIT_PASSWORD": sandbox.pat}
+    )
+    mine = "# mine\n" + kustomization + "\n"
+    with Workspace(sandbox.repo_url, "main", request.git_auth, temp_parent=tmp_path / "work") as workspace:
+        workspace.publish(lambda root: [Change("mine", {f"{PATH}/flux-system/kustomization.yaml": mine})])
+    code, _, err = run(capsys, sandbox, kubeconfig, sample_file)
+    assert code == 0, err
+    assert git(sandbox, "show", file) + "\n" == mine  # git() strips the output
+    assert read_source_secret(cluster, "flux-system", "flux-system") == {"username": "git", "password": sandbox.pat}
+
+
 def test_workload_identity_without_read_on_the_repository_fails_fast_with_the_controllers_message(
     cluster_sandbox: Sandbox,
     kubeconfig: Path,

@@ -78,7 +78,7 @@ def test_generate_writes_the_bootstrap_files_and_reports_each(
     code, _out, err = run(capsys, *args)
     assert code == 0
     assert "✔ unchanged clusters/prod/flux-system/gotk-components.yaml" in err
-    assert "✔ kept clusters/prod/flux-system/kustomization.yaml" in err
+    assert "✔ unchanged clusters/prod/flux-system/kustomization.yaml" in err  # ours, as generated
     code, _, err = run(capsys, *args, "--components-extra=image-reflector-controller,image-automation-controller")
     assert "✔ updated clusters/prod/flux-system/gotk-components.yaml" in err
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary files left behind

@@ -55,6 +55,8 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
         (["rotate-credentials", "--aks-admin"], 2, "--aks-admin applies to an AKS cluster"),
         (["bootstrap", *REPO, "--arm-url", "https://x/"], 2, "--arm-url applies to an AKS cluster"),
         (["uninstall", "--silent", "--arm-scope", "s"], 2, "--arm-scope applies to an AKS cluster"),
+        (["bootstrap", *REPO, *AKS, "--arm-url", "http://x/"], 2, "URL 'http://x/' is not an https:// URL"),
+        (["plan", *REPO, *AKS, "--arm-url", "http://x/"], 1, "URL 'http://x/' is not an https:// URL"),
     ],
 )
 def test_aks_flags_go_together_and_exclude_a_kubeconfig(
@@ -83,10 +85,10 @@ def test_every_cluster_command_has_the_aks_flags(capsys: pytest.CaptureFixture[s
             assert flag in out, (command, flag)
 
 
-def test_an_arm_url_that_is_not_https_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_arm_url_that_is_not_https_is_a_usage_mistake_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["rotate-credentials", *AKS, "--arm-url", "http://127.0.0.1:1/"])
     err = capsys.readouterr().err
-    assert code == 1
+    assert code == 2
     assert err.strip() == (
         "✗ the Azure Resource Manager URL 'http://127.0.0.1:1/' is not an https:// URL: pass the cloud's ARM "
         "endpoint, e.g. https://management.azure.com/ (az cloud show --query endpoints.resourceManager)"

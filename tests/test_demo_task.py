@@ -115,6 +115,25 @@ def test_a_stale_staged_task_is_refused(tmp_path: Path) -> None:
     )
 
 
+def test_a_task_staged_for_another_interpreter_names_it_instead_of_the_tasks_advice(tmp_path: Path) -> None:
+    """`make task-demo` stages for its own interpreter only: run with another Python, the task would fail with
+    its advice for a release folder (a UsePythonVersion@0 version, "or newer"), which this folder cannot honour."""
+    task = staged_stand_in(tmp_path / "other" / "FluxBootstrapV1")
+    index = {"format": 1, "minimum": "3.9", "runtimes": {"cp39-linux-x86_64": []}}
+    (task / "python" / "runtimes.json").write_text(json.dumps(index), encoding="utf-8")
+
+    result = demo(task, tmp_path)
+
+    assert result.returncode == 1 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    this = f"CPython {sys.version_info[0]}.{sys.version_info[1]}"
+    assert line.startswith(
+        f"✗ --task {task} was staged for CPython 3.9 (cp39-linux-x86_64) only, not for this {this} (cp"
+    ), line
+    assert f"python task/stage.py --from-venv --out {task.parent}" in line
+    assert "versionSpec" not in line and "or newer" not in line
+
+
 def test_the_demo_shows_the_log_as_the_agent_does_and_the_result_after_it(tmp_path: Path) -> None:
     task = staged_stand_in(tmp_path / "staged" / "FluxBootstrapV1")
     venv_bin = str(Path(sys.prefix) / "bin")

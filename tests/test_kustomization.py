@@ -1,4 +1,5 @@
-"""kustomization.yaml: the 115-byte default, the patches our auth modes need, and user files kept."""
+"""kustomization.yaml: the 115-byte default, the patches our auth modes need, our own files recognised, user files
+kept."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import yaml
 
 from flux_azdo.errors import UserError
 from flux_azdo.manifests.kustomization import (
+    GeneratedKustomization,
     azure_devops_ssh_patch,
     check_kustomization,
     discover_resources,
+    recognise_generated,
     render_kustomization,
     workload_identity_patch,
 )
@@ -132,3 +135,50 @@ def test_workload_identity_check_needs_both_annotation_and_label() -> None:
     )
     findings = check_kustomization(half, {}, [workload_identity_patch(CLIENT)])
     assert len(findings) == 1 and "workload identity" in findings[0].problem
+
+
+RESOURCES = ["gotk-components.yaml", "gotk-sync.yaml"]
+#: Every file we write: the plain default (Flux's), and each combination of our patches.
+VARIANTS: dict[str, tuple[str, GeneratedKustomization]] = {
+    "default": (DEFAULT, GeneratedKustomization()),
+    "ssh": (render_kustomization(RESOURCES, [azure_devops_ssh_patch()]), GeneratedKustomization()),
+    "workload identity": (
+        render_kustomization(RESOURCES, [workload_identity_patch(CLIENT)]),
+        GeneratedKustomization(CLIENT),
+    ),
+    "workload identity, tenant": (
+        render_kustomization(RESOURCES, [workload_identity_patch(CLIENT, TENANT)]),
+        GeneratedKustomization(CLIENT, TENANT),
+    ),
+    "both": (
+        render_kustomization(RESOURCES, [azure_devops_ssh_patch(), workload_identity_patch(CLIENT, TENANT)]),
+        GeneratedKustomization(CLIENT, TENANT),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_every_file_we_generate_is_recognised_with_the_identity_it_names(name: str) -> None:
+    text, identity = VARIANTS[name]
+    assert recognise_generated(text, RESOURCES) == identity
+    assert recognise_generated(text, [*RESOURCES, "apps.yaml"]) is None  # not what we write for that folder
+
+
+def test_quoted_ids_are_read_as_we_quote_them() -> None:
+    """The IDs are read back through YAML, so a GUID of digits only is the string it was written as."""
+    client = "12345678-1234-1234-1234-123456789012"
+    text = render_kustomization(RESOURCES, [workload_identity_patch(client)])
+    assert recognise_generated(text, RESOURCES) == GeneratedKustomization(client)
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_any_one_character_edit_makes_the_file_the_users(name: str) -> None:
+    """Replaced (by a character we never write), inserted or deleted, anywhere, one character: not ours. (An ID
+    edited into another GUID would be recognised, naming that identity: the IDs are read from the file.)"""
+    text, _ = VARIANTS[name]
+    for i in range(len(text) + 1):
+        edits = [text[:i] + " " + text[i:]]
+        if i < len(text):
+            edits += [text[:i] + "~" + text[i + 1 :], text[:i] + text[i + 1 :]]
+        for edited in edits:
+            assert recognise_generated(edited, RESOURCES) is None, (i, edited)

@@ -464,7 +464,13 @@ def test_check_reports_an_unknown_context_as_a_failed_cluster_check(
     lines = out.splitlines()
     failed = [line for line in lines if line.startswith("✗ ") and "nowhere" in line]
     assert failed, out
-    assert "– not checked: no cluster to ask" in lines
+    skipped = [line for line in lines if line.endswith(": not checked: no cluster to ask")]
+    assert skipped == [
+        "– Kubernetes version: not checked: no cluster to ask",
+        "– cluster rights (RBAC): not checked: no cluster to ask",
+        "– existing Flux: not checked: no cluster to ask",
+        "– Kustomization path: not checked: no cluster to ask",
+    ], out
     assert lines[-1].startswith("✗ blocked")
 
 
@@ -558,7 +564,11 @@ def test_a_user_kustomization_without_the_ssh_patch_stops_the_plan_as_it_stops_b
 ) -> None:
     if cluster_sandbox.ssh_url is None or cluster_sandbox.ssh_key_path is None:
         pytest.skip("the sandbox's SSH endpoint needs OpenSSH's sshd")
-    seed(cluster_sandbox, {KUSTOMIZATION: USER_KUSTOMIZATION.split("patches:")[0]}, "our own file")
+    seed(
+        cluster_sandbox,
+        {KUSTOMIZATION: "# mine: the user wrote this file\n" + USER_KUSTOMIZATION.split("patches:")[0]},
+        "our own file",
+    )
     before = refs(cluster_sandbox)
     monkeypatch.setenv("AZURE_DEVOPS_EXT_PAT", cluster_sandbox.pat)
 

@@ -8,7 +8,6 @@ user, so "nothing was written" can be counted at the API server.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import shutil
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from flux_azdo import cli, rotate
+from flux_azdo import rotate
 from flux_azdo.cli import main
 from flux_azdo.cluster.client import Cluster, ClusterAccess
 from flux_azdo.cluster.secrets import apply_source_secret, read_source_secret
@@ -52,19 +51,8 @@ patches:
 
 @pytest.fixture(autouse=True)
 def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No credential or kubeconfig from the machine, an isolated HOME, stdin not a terminal, and the command
-    reachable through `cli.main` whether or not the CLI lists it yet."""
+    """No credential or kubeconfig from the machine, an isolated HOME, stdin not a terminal."""
     isolate_environment(monkeypatch, tmp_path / "home", unset=(*CREDENTIAL_VARIABLES, "FLUX_SYSTEM_NAMESPACE"))
-    original = cli.build_parser
-
-    def build_parser() -> argparse.ArgumentParser:
-        parser = original()
-        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "rotate-credentials" not in commands.choices:
-            rotate.register(commands)
-        return parser
-
-    monkeypatch.setattr(cli, "build_parser", build_parser)
 
 
 @pytest.fixture

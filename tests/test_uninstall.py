@@ -8,7 +8,6 @@ Kubernetes user, so its requests can be told from the simulator's.
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import subprocess
@@ -19,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from flux_azdo import cli, uninstall
 from flux_azdo.cli import main
 from flux_azdo.cluster.apply import apply_objects, parse_objects
 from flux_azdo.cluster.client import Cluster, ClusterAccess
@@ -85,19 +83,8 @@ class _Input(io.StringIO):
 
 @pytest.fixture(autouse=True)
 def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No credential or kubeconfig from the machine, an isolated HOME, stdin not a terminal, and the command
-    reachable through `cli.main` whether or not the CLI lists it yet."""
+    """No credential or kubeconfig from the machine, an isolated HOME, stdin not a terminal."""
     isolate_environment(monkeypatch, tmp_path / "home", unset=(*CREDENTIAL_VARIABLES, "FLUX_SYSTEM_NAMESPACE"))
-    original = cli.build_parser
-
-    def build_parser() -> argparse.ArgumentParser:
-        parser = original()
-        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "uninstall" not in commands.choices:
-            uninstall.register(commands)
-        return parser
-
-    monkeypatch.setattr(cli, "build_parser", build_parser)
 
 
 @pytest.fixture

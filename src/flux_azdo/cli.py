@@ -486,7 +486,10 @@ def _aks_cluster(args: argparse.Namespace) -> AksCluster | None:
     from flux_azdo.cluster.aks import AksCluster, arm_base_url
 
     if args.arm_url is not None:
-        arm_base_url(args.arm_url)
+        try:
+            arm_base_url(args.arm_url)
+        except UserError as error:  # a flag's value that cannot be used: a usage mistake, exit 2 like the others
+            raise UsageError(error.message, fix=error.fix) from None
     return AksCluster(str(names["--aks-subscription"]), str(names["--aks-resource-group"]), str(names["--aks-name"]))
 
 

@@ -14,8 +14,9 @@ simulated agent (`flux_azdo.sandbox.pipelines_agent`) runs it as a YAML step wou
 the sandbox user's PAT as the cluster's credential, and the demo shows the log as the agent shows it (groups,
 issues, secrets as ***; progress and the completion message are not in the agent's log, so they follow it as the
 step's result), the output variables and the summary tab, then runs the step again. DIR must be a staged task of
-the current version (`make task-demo` stages build/task-demo/FluxBootstrapV1); its Python is the base interpreter
-of this one, never a virtual environment whose packages would fill gaps in the staged folder.
+the current version staged for this interpreter (`make task-demo` stages build/task-demo/FluxBootstrapV1); its
+Python is the base interpreter of this one, never a virtual environment whose packages would fill gaps in the
+staged folder.
 
 Only the demo, `flux-azdo sandbox` and the tests may import `flux_azdo.sandbox`; `bootstrap_options` is public
 because benchmarks/run.py drives the same bootstrap, `seed_sample_distribution` because the tests' agent uses it.
@@ -400,9 +401,52 @@ def _task_folder(task_dir: Path) -> Path:
             f"--task {task_dir} is stale (task.json {declared}, staged flux_azdo {staged or 'missing'})",
             fix="re-stage with make task-demo",
         )
+    staged_for = _staged_runtimes(task_dir)
+    this = _runtime_key()
+    if staged_for and this not in staged_for:
+        # Refused here: the task's own advice (a UsePythonVersion@0 version, "or newer") is for a release folder
+        # that carries every supported CPython, not for one staged for a single interpreter.
+        raise UserError(
+            f"--task {task_dir} was staged for {', '.join(_interpreter(k) for k in staged_for)} only, not for this "
+            f"{_interpreter(this)}",
+            fix="run the demo with the flux-azdo of the environment that staged it, or stage it for this Python: "
+            f"python task/stage.py --from-venv --out {task_dir.parent}",
+        )
     if shutil.which("node") is None:
         raise UserError("node is not on PATH", fix="install Node.js 20 or newer: the agent runs the task with it")
     return task_dir.resolve()
+
+
+def _staged_runtimes(task_dir: Path) -> list[str]:
+    """The interpreters python/runtimes.json carries packages for (keys as task_entry.py computes them, e.g.
+    cp311-linux-x86_64); none when the index cannot be read (the task then reports the damage itself)."""
+    import json
+
+    try:
+        runtimes = json.loads((task_dir / "python" / "runtimes.json").read_text(encoding="utf-8")).get("runtimes")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return sorted(str(key) for key in runtimes) if isinstance(runtimes, dict) else []
+
+
+def _runtime_key() -> str:
+    """This interpreter's key in runtimes.json, computed as task_entry.py computes it (its base interpreter runs the
+    task and has the same version, ABI and platform)."""
+    machine = os.uname().machine.lower() if hasattr(os, "uname") else ""
+    machine = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    threading = "t" if "t" in getattr(sys, "abiflags", "") else ""
+    implementation = "cp" if sys.implementation.name == "cpython" else sys.implementation.name
+    return f"{implementation}{sys.version_info[0]}{sys.version_info[1]}{threading}-{sys.platform}-{machine}"
+
+
+def _interpreter(key: str) -> str:
+    """`CPython 3.11 (cp311-linux-x86_64)` for a runtimes.json key."""
+    import re
+
+    match = re.match(r"^cp(\d)(\d+)(t?)-", key)
+    if match is None:
+        return key
+    return f"CPython {match[1]}.{match[2]}{' free-threaded' if match[3] else ''} ({key})"
 
 
 def _task_versions(task_dir: Path) -> tuple[str, str]:

@@ -61,7 +61,8 @@ class FilePlan:
     """One of the three files: what bootstrap would do to it, and the unified diff (empty when nothing)."""
 
     path: str
-    #: create, update or unchanged (an existing kustomization.yaml is never rewritten: unchanged).
+    #: create, update or unchanged (a kustomization.yaml the user changed is never rewritten: unchanged; one still
+    #: exactly as we generated it is rewritten for the run's auth mode: update).
     status: PlanAction
     diff: str
     added: int

@@ -281,6 +281,10 @@ def test_unreachable_cluster_fails_and_skips_the_rest(tmp_path: Path) -> None:
     assert only(found["cluster"]).status == "fail"
     assert only(found["cluster"]).fix
     assert [only(found[key]).status for key in KEYS[1:]] == ["skip"] * 4
+    assert [only(found[key]).message for key in KEYS[1:]] == [
+        f"{name}: not checked: the API server did not answer"
+        for name in ("Kubernetes version", "cluster rights (RBAC)", "existing Flux", "Kustomization path")
+    ]
 
 
 def test_helm_managed_flux_stops_the_run_unless_forced(cluster: Cluster, sample: Distribution) -> None:

@@ -6,9 +6,8 @@ downloaded with the job token even when a ~/.netrc offers other credentials; not
 bootstrap (no Secret), then a bootstrap whose push uses a PAT instead of the job token while the cluster gets a
 second, read-only PAT. The second runs OpenSSH's sshd (skipped without it, as `running_sandbox(ssh=True)` skips):
 a bootstrap with an encrypted SSH key that the Flux simulator fetches with over the sandbox's SSH endpoint, then
-the rotation to a new key. It is a cluster of its own because a bootstrap keeps an existing kustomization.yaml (the
-user's) and the Kustomization's path, as Flux does: one written for workload identity cannot take the SSH host key
-algorithms patch, and moving to another path is refused.
+the rotation to a new key. It is a cluster of its own so that each test sees one credential's whole life;
+switching a cluster's credential by re-running bootstrap is test_task_migration.py's subject.
 """
 
 from __future__ import annotations

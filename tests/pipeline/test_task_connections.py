@@ -115,6 +115,46 @@ def test_a_kubernetes_service_connection_of_kind_kubeconfig_uses_its_cluster_con
     assert kube_users(sandbox, since) == {"connection-user"}
 
 
+def test_a_kubernetes_service_connection_of_kind_azure_subscription_uses_its_service_account_token(
+    sandbox: Sandbox, agent: SimulatedAgent
+) -> None:
+    """The Kubernetes connection made with "Azure Subscription" (an AKS cluster picked in the dialog): the server
+    created a service account in the cluster and hands the job its token (`apiToken`, base64) and the cluster's CA
+    (`serviceAccountCertificate`), with the API server as the URL; kubernetes-common builds the same kubeconfig as
+    for "Service Account". The Azure data (subscription, cluster id) is not needed: ARM is never asked."""
+    assert sandbox.kube is not None and sandbox.kube.ca_data is not None and sandbox.azure is not None
+    import base64
+
+    token = sandbox.kube.add_user("aks-service-account", [AccessRule(verbs=("*",))])
+    encoded = base64.b64encode(token.encode()).decode()
+    endpoint = Endpoint(
+        str(uuid.uuid4()),
+        sandbox.kube.url,
+        "Kubernetes",
+        {
+            "azureTenantId": sandbox.azure.tenant_id,
+            "apiToken": encoded,
+            "serviceAccountCertificate": base64.b64encode(sandbox.kube.ca_data).decode(),
+        },
+        {
+            "authorizationType": "AzureSubscription",
+            "azureSubscriptionId": sandbox.azure.subscription_id,
+            "azureSubscriptionName": "Sandbox Subscription",
+            "clusterId": sandbox.aks_cluster.id,
+            "namespace": "flux-system",
+            "clusterAdmin": "false",
+            "acceptUntrustedCerts": "false",
+        },
+    )
+    since = request_count(sandbox)
+
+    run = agent.run(check_step(sandbox, kubernetesServiceConnection=endpoint.id), endpoints=[endpoint])
+
+    assert_ready(run, sandbox.job_token, sandbox.pat, encoded, token)
+    assert kube_users(sandbox, since) == {"aks-service-account"}
+    assert "Kubernetes service connection (AzureSubscription)" in run.stdout
+
+
 def arm_endpoint(sandbox: Sandbox, scheme: str, parameters: dict[str, str]) -> Endpoint:
     """The AzureRM connection as the agent hands it over: URL = ARM, data = subscription and cloud."""
     assert sandbox.azure is not None

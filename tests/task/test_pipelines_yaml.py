@@ -268,15 +268,44 @@ def test_the_variable_checker_catches_an_undefined_variable(tmp_path: Path) -> N
     assert macro_problems(pipeline) == ["$(tenantId) is neither defined in the file nor documented in its comments"]
 
 
-def test_the_ci_switches_are_runtime_parameters_not_variables() -> None:
-    """A variable defined in the YAML always wins over one set in the UI, so it can never switch a stage on."""
-    document = yaml.safe_load((PIPELINES / "azure-pipelines.yml").read_text(encoding="utf-8"))
+CONDITION_VARIABLE = re.compile(r"variables\['([A-Za-z0-9_.]+)'\]")
+#: Each switch of the end-to-end stage: the runtime parameter (one manual run) and the UI variable (every run).
+E2E_SWITCHES = {"e2e": "e2eEnabled", "e2eInstalledTask": "e2eInstalledTaskEnabled"}
+
+
+def test_the_ci_switches_are_runtime_parameters_or_ui_variables_never_declared_in_the_file() -> None:
+    """A variable defined in the YAML always wins over one set in the UI, so the switches that the UI (or a schedule)
+    sets are never declared in the file; runtime parameters switch one manual run on. Both are read by `condition:`
+    at run time (no `${{ if }}` drops the stage), so CI-triggered and scheduled runs can enable the stage too."""
+    path = PIPELINES / "azure-pipelines.yml"
+    document = yaml.safe_load(path.read_text(encoding="utf-8"))
     parameters = {p["name"]: p for p in document["parameters"]}
-    for name in ("e2e", "e2eInstalledTask"):
+    for name in E2E_SWITCHES:
         assert parameters[name]["type"] == "boolean" and parameters[name]["default"] is False
     assert not [v for v in declared_variables(document) if v.startswith("e2e")]
     inserted = [k for stage in document["stages"] if isinstance(stage, dict) for k in stage if k.startswith("${{")]
-    assert inserted == ["${{ if eq(parameters.e2e, true) }}"]
+    assert inserted == []
+    (stage,) = [s for s in document["stages"] if isinstance(s, dict) and s.get("stage") == "e2e"]
+    (installed,) = [j for j in stage["jobs"] if j.get("job") == "installed_task"]
+    for node, parameter in ((stage, "e2e"), (installed, "e2eInstalledTask")):
+        condition = node["condition"].replace(" ", "")
+        assert condition.startswith("and(succeeded(),or("), condition
+        assert f"eq('${{{{parameters.{parameter}}}}}','true')" in condition
+        assert f"eq(variables['{E2E_SWITCHES[parameter]}'],'true')" in condition
+    comments = comment_text(path)
+    for variable in E2E_SWITCHES.values():
+        assert re.search(rf"\b{variable}\b", comments), f"{variable} is not documented in the file's comments"
+
+
+def test_variables_in_conditions_are_documented() -> None:
+    """`variables['name']` in a condition, like `$(name)`, is either defined in the file, predefined, or documented."""
+    for path in YAML_FILES:
+        text = path.read_text(encoding="utf-8")
+        defined, comments = declared_variables(yaml.safe_load(text)), comment_text(path)
+        for name in set(CONDITION_VARIABLE.findall(text)):
+            if name in defined or name.lower().startswith(tuple(p.lower() for p in PREDEFINED)):
+                continue
+            assert re.search(rf"\b{re.escape(name)}\b", comments), f"{path.name}: variables[{name!r}] undocumented"
 
 
 def test_ci_checks_the_packaged_task_under_every_python_it_ships() -> None:

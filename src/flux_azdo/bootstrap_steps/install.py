@@ -14,6 +14,7 @@ failure; they are applied with the sync manifests, after the secret.
 from __future__ import annotations
 
 import datetime
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -60,15 +61,20 @@ def _manifests(
     from flux_azdo.manifests.distribution import COMPONENTS_FILE
 
     kustomization = workspace.read(planner.path(KUSTOMIZATION_FILE))
-    if kustomization is None:
-        # First install, before the sync commit creates kustomization.yaml: our own patches (workload identity, the
-        # SSH host key algorithms) must be in the controllers from the start, or the unpatched source-controller
-        # reconciles the GitRepository first and fails (Flux has this fault). Built from the planned files in a
-        # scratch folder: the checkout stays as the commits leave it.
-        plan = planner.plan()
-        planned = planner.file(plan, KUSTOMIZATION_FILE).content
-        if needs_kustomize(planned):
+    plan = planner.plan()
+    planned = planner.file(plan, KUSTOMIZATION_FILE)
+    if planned.status in ("create", "update"):
+        # Before the sync commit writes kustomization.yaml (new, or ours rewritten for another auth mode): our own
+        # patches (workload identity, the SSH host key algorithms) must be in the controllers from the start, or the
+        # unpatched source-controller reconciles the GitRepository first and fails (Flux has this fault). Built from
+        # the planned files in a scratch copy of the folder: the checkout stays as the commits leave it.
+        if not needs_kustomize(planned.content):
+            kustomization = None  # the plain default: the files as they are
+        else:
             with tempfile.TemporaryDirectory(prefix="flux-azdo-kustomize-") as scratch:
+                folder = workspace.root / planner.directory
+                if folder.is_dir():
+                    shutil.copytree(folder, scratch, symlinks=True, dirs_exist_ok=True)
                 for name in (COMPONENTS_FILE, SYNC_FILE, KUSTOMIZATION_FILE):
                     (Path(scratch) / name).write_text(planner.file(plan, name).content, encoding="utf-8")
                 argv = find_kustomize(options.kustomize)
@@ -76,7 +82,7 @@ def _manifests(
     if kustomization is not None and needs_kustomize(kustomization):
         if workspace.read(planner.path(SYNC_FILE)) is None:
             # A user's kustomization.yaml listing gotk-sync.yaml before the sync commit: the build needs the file.
-            write_file(workspace.root, planner.path(SYNC_FILE), planner.file(planner.plan(), SYNC_FILE).content)
+            write_file(workspace.root, planner.path(SYNC_FILE), planner.file(plan, SYNC_FILE).content)
         argv = find_kustomize(options.kustomize)
         return build(argv, workspace.root / planner.directory, timeout=deadline.remaining(KUSTOMIZE_TIMEOUT))
     texts = [workspace.read(planner.path(COMPONENTS_FILE)) or ""]
@@ -132,6 +138,7 @@ def reconcile_source_secret(options: BootstrapOptions, cluster: Cluster, reporte
     secret = options.cluster_secret
     if secret is None:
         reporter.success("no source secret: source-controller signs in with workload identity (--provider azure)")
+        warn_of_a_stored_credential(options, cluster, reporter)
         return None
     where = f"{secret.namespace}/{secret.name}"
     reporter.action(f'determining if source secret "{where}" exists')
@@ -143,6 +150,38 @@ def reconcile_source_secret(options: BootstrapOptions, cluster: Cluster, reporte
     action = apply_source_secret(cluster, secret)
     reporter.success("reconciled source secret")
     return action
+
+
+#: The keys of a source Secret that hold a credential, the first found named: with an SSH key, `password` is the
+#: key's passphrase, not a token.
+CREDENTIAL_KEYS = (("identity", "an SSH private key"), ("password", "a token"), ("bearerToken", "a bearer token"))
+
+
+def warn_of_a_stored_credential(options: BootstrapOptions, cluster: Cluster, reporter: Reporter) -> None:
+    """After a switch to workload identity: the Secret source-controller read before still holds a credential.
+
+    Nothing reads it any more, but a PAT or key stored in the cluster is still a PAT or key anybody who may read
+    Secrets there can use. We never delete it (Flux does not either, and until Flux has fetched with the identity
+    it is the way back); we say it is there and how to remove it. Values are never read into the message, and a
+    Secret we may not read is no reason to stop a bootstrap that does not need it.
+    """
+    from flux_azdo.cluster.secrets import read_source_secret
+    from flux_azdo.errors import UserError
+
+    namespace, name = options.namespace, options.sync.secret_name
+    try:
+        stored = read_source_secret(cluster, namespace, name)
+    except UserError:
+        return
+    held = next((what for key, what in CREDENTIAL_KEYS if stored and stored.get(key)), None)
+    if held is None:
+        return
+    reporter.warning(
+        f'Secret "{namespace}/{name}" still holds {held} from the previous bootstrap: source-controller '
+        "no longer uses it (--provider azure), but anyone who may read Secrets in the cluster can. Once the "
+        f"GitRepository is Ready with workload identity, delete it (kubectl -n {namespace} delete secret {name}) and "
+        "revoke the credential in Azure DevOps"
+    )
 
 
 def apply_sync(
@@ -158,11 +197,72 @@ def apply_sync(
 
     reporter.action("applying sync manifests")
     objects = parse_objects(_manifests(options, planner, workspace, deadline, with_sync=True))
+    _release_secret_ref(options, cluster, objects)
     changes = apply_objects(
         cluster, objects, field_manager="flux", establish_timeout=deadline.remaining(ESTABLISH_TIMEOUT)
     )
     reporter.success("reconciled sync configuration")
+    _wait_for_source_controller_rollout(options, cluster, changes, reporter, deadline)
     return changes
+
+
+def _wait_for_source_controller_rollout(
+    options: BootstrapOptions,
+    cluster: Cluster,
+    changes: Sequence[ObjectChange],
+    reporter: Reporter,
+    deadline: Deadline,
+) -> None:
+    """After source-controller's Deployment changed (a switch of auth mode patches its pods): its new pods first.
+
+    Until they run, the old pods reconcile the changed GitRepository without what it now needs (workload identity's
+    environment, the SSH host key algorithms) and set Ready=False, which would end the health wait at once. The
+    reconcile request made after this (`request_reconcile`) then has the new pods fetch, and the wait ignores the
+    old pods' verdict, which is older than the request.
+    """
+    from flux_azdo.cluster.waits import wait_for_deployments
+
+    if not any(
+        change.kind == "Deployment"
+        and change.name == "source-controller"
+        and change.namespace == options.namespace
+        and change.action == "configured"
+        for change in changes
+    ):
+        return
+    reporter.waiting("waiting for source-controller to roll out its changed pods")
+    wait_for_deployments(cluster, options.namespace, ["source-controller"], deadline.at)
+    reporter.success("source-controller rolled out")
+
+
+def _release_secret_ref(options: BootstrapOptions, cluster: Cluster, objects: Sequence[Mapping[str, Any]]) -> None:
+    """A switch to workload identity drops `spec.secretRef` from the GitRepository: remove it from the live object.
+
+    Server-side apply removes a field its manager no longer sends, but from a custom resource it leaves the emptied
+    parent behind (kubernetes/kubernetes#99037): `secretRef: {}`, which the GitRepository's schema refuses (`name`
+    is required), so the apply would fail. A JSON merge patch with null removes the whole `secretRef` first, and
+    with it every manager's claim on it; the apply then finds nothing to remove. Only that: a field the patch
+    set would belong to its Update entry, which no later apply could take away (the provider, when switching back).
+    """
+    wanted = next(
+        (obj for obj in objects if _is_sync_object(options, obj) and obj.get("kind") == "GitRepository"), None
+    )
+    if wanted is None or "secretRef" in (wanted.get("spec") or {}):
+        return
+    live = cluster.get(SOURCE_API, "GitRepository", options.name, options.namespace)
+    if live is None or "secretRef" not in (live.get("spec") or {}):
+        return
+    resource = cluster.resource(SOURCE_API, "GitRepository")
+    with cluster.errors(f"remove the secretRef of GitRepository {options.namespace}/{options.name}"):
+        cluster.dynamic.patch(
+            resource,
+            body={"spec": {"secretRef": None}},
+            name=options.name,
+            namespace=options.namespace,
+            content_type="application/merge-patch+json",
+            field_manager="flux",
+            _request_timeout=options.cluster.timeout,
+        )
 
 
 def request_reconcile(

@@ -203,7 +203,7 @@ def publish_components(
 
 
 def publish_sync(options: BootstrapOptions, planner: Planner, workspace: Workspace, reporter: Reporter) -> str | None:
-    """Commit and push gotk-sync.yaml (and a new kustomization.yaml) when they changed; the sha, or None."""
+    """Commit and push gotk-sync.yaml (and kustomization.yaml, new or ours) when they changed; the sha, or None."""
     from flux_azdo.git.workspace import Change
 
     reporter.action("generating sync manifests")
@@ -217,7 +217,7 @@ def publish_sync(options: BootstrapOptions, planner: Planner, workspace: Workspa
         sync = planner.file(plan, SYNC_FILE)
         files: dict[str, str | None] = {sync.path: sync.content}
         kustomization = planner.file(plan, KUSTOMIZATION_FILE)
-        if kustomization.status == "create":
+        if kustomization.status in ("create", "update"):
             files[kustomization.path] = kustomization.content
         return [Change(message, files)]
 

@@ -62,7 +62,14 @@ VERSION_LABEL = "app.kubernetes.io/version"
 PART_OF = "app.kubernetes.io/part-of"
 
 #: The checks after `cluster`, skipped when the API server cannot be asked.
-_UNASKED = ("kubernetes-version", "cluster-rbac", "existing-flux", "path-guard")
+#: The checks that ask the cluster, by key, with the name a skipped one is listed under (so four skips never read
+#: as one line repeated).
+_UNASKED = {
+    "kubernetes-version": "Kubernetes version",
+    "cluster-rbac": "cluster rights (RBAC)",
+    "existing-flux": "existing Flux",
+    "path-guard": "Kustomization path",
+}
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)(?:\.(\d+))?")
 _ADMIN_FIX = (
     "use a cluster-admin kubeconfig (for AKS: `az aks get-credentials --admin ...`, or a ClusterRoleBinding of "
@@ -139,17 +146,18 @@ def cluster_checks(
     try:
         server_version = cluster.server_version()
     except UserError as error:
-        why = "not checked: the API server did not answer"
-        return [
-            CheckItem("cluster", "fail", error.message, fix=error.fix),
-            *(CheckItem(key, "skip", why) for key in _UNASKED),
-        ]
+        return [CheckItem("cluster", "fail", error.message, fix=error.fix), *_skipped("the API server did not answer")]
     items = [CheckItem("cluster", "ok", f"the API server {cluster.server} answers: Kubernetes {server_version}")]
     items.append(kubernetes_version_check(server_version, flux_version))
     items.extend(_guarded("cluster-rbac", lambda: rbac_checks(cluster, namespace)))
     items.extend(_guarded("existing-flux", lambda: [existing_flux_check(cluster, namespace, flux_version, force)]))
     items.extend(_guarded("path-guard", lambda: [path_guard_check(cluster, namespace, name, path)]))
     return items
+
+
+def _skipped(why: str) -> list[CheckItem]:
+    """Each check that asks the cluster, skipped for `why`, named in its own line."""
+    return [CheckItem(key, "skip", f"{title}: not checked: {why}") for key, title in _UNASKED.items()]
 
 
 def _guarded(key: str, check: Callable[[], list[CheckItem]]) -> list[CheckItem]:
@@ -486,11 +494,7 @@ def bootstrap_target_checks(
     try:
         cluster = Cluster(access())
     except UserError as error:
-        why = "not checked: no cluster to ask"
-        return [
-            CheckItem("cluster", "fail", error.message, fix=error.fix),
-            *(CheckItem(k, "skip", why) for k in _UNASKED),
-        ]
+        return [CheckItem("cluster", "fail", error.message, fix=error.fix), *_skipped("no cluster to ask")]
     with cluster:
         return cluster_checks(
             cluster,

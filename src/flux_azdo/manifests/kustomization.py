@@ -1,15 +1,23 @@
-"""kustomization.yaml in `<path>/<namespace>/`: created once, then the user's to keep.
+"""kustomization.yaml in `<path>/<namespace>/`: created by us, then the user's to keep once they change it.
 
 Flux writes it only when it is absent and never touches it again, so user patches
 survive every re-bootstrap. Some of our auth modes need a patch to work at all (Azure
 DevOps SSH needs RSA SHA-2 host key algorithms; workload identity needs the
 source-controller service account annotated). Those patches are data here: written into
 a new file, and looked for, never silently added, in a file the user already has.
+
+One departure from Flux: a file that is still exactly what we (or Flux) generated for the folder, the plain
+default or with any of our patches, is ours, and is rewritten for the current auth mode. Otherwise switching a
+cluster's credential (a PAT to workload identity, say) would stop on our own file lacking our own patch. It is
+recognised by rendering every variant we could have written and comparing text, so the file carries no marker
+and the plain default stays byte for byte Flux's.
 """
 
 from __future__ import annotations
 
+import itertools
 import posixpath
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +34,8 @@ SYNC_FILE = "gotk-sync.yaml"
 _HEADER = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
 _GUID_HEX = "0123456789abcdefABCDEF"
 WORKLOAD_IDENTITY_MARKERS = ("azure.workload.identity/client-id", "azure.workload.identity/use")
+#: The annotation lines of our workload identity patch, where the IDs a generated file names are read from.
+_ANNOTATION = re.compile(r"^ {8}azure\.workload\.identity/(client-id|tenant-id): (.+)$", re.M)
 
 
 @dataclass(frozen=True)
@@ -71,9 +81,13 @@ def azure_devops_ssh_patch() -> RequiredPatch:
     )
 
 
-def _require_guid(value: str, flag: str) -> None:
+def _is_guid(value: str) -> bool:
     groups = value.split("-")
-    if [len(g) for g in groups] != [8, 4, 4, 4, 12] or any(c not in _GUID_HEX for g in groups for c in g):
+    return [len(g) for g in groups] == [8, 4, 4, 4, 12] and all(c in _GUID_HEX for g in groups for c in g)
+
+
+def _require_guid(value: str, flag: str) -> None:
+    if not _is_guid(value):
         raise UserError(f"{flag}={value!r} is not a GUID: copy the ID from the managed identity's overview page")
 
 
@@ -125,11 +139,51 @@ def workload_identity_patch(client_id: str | None, tenant_id: str | None = None)
     )
 
 
+@dataclass(frozen=True)
+class GeneratedKustomization:
+    """A kustomization.yaml found to be exactly one we (or Flux) wrote, and the managed identity it names, if any."""
+
+    client_id: str | None = None
+    tenant_id: str | None = None
+
+
 def render_kustomization(resources: Sequence[str], patches: Sequence[RequiredPatch] = ()) -> str:
     text = _HEADER + "resources:\n" + "".join(f"- {scalar(r)}\n" for r in resources)
     if patches:
         text += "patches:\n" + "".join(p.entries for p in patches)
     return text
+
+
+def _named_identity(content: str) -> tuple[str | None, str | None]:
+    """The client and tenant IDs on our patch's annotation lines (unquoted); the comparison decides the rest."""
+    found: dict[str, str] = {}
+    for match in _ANNOTATION.finditer(content):
+        try:
+            value = yaml.safe_load(match.group(2))
+        except yaml.YAMLError:
+            continue
+        if isinstance(value, str):
+            found.setdefault(match.group(1), value)
+    return found.get("client-id"), found.get("tenant-id")
+
+
+def recognise_generated(content: str, resources: Sequence[str]) -> GeneratedKustomization | None:
+    """`content` as we render it for a folder listing `resources`, with any combination of our patches.
+
+    The workload identity patch is tried with the IDs the file itself names. Anything else, down to one character
+    a user changed, answers None: the file is theirs.
+    """
+    client_id, tenant_id = _named_identity(content)
+    identities: list[GeneratedKustomization] = [GeneratedKustomization()]
+    if client_id is not None and _is_guid(client_id) and (tenant_id is None or _is_guid(tenant_id)):
+        identities.append(GeneratedKustomization(client_id, tenant_id))  # IDs that are not GUIDs we never wrote
+    for identity, with_ssh in itertools.product(identities, (False, True)):
+        patches: list[RequiredPatch] = [azure_devops_ssh_patch()] if with_ssh else []
+        if identity.client_id is not None:
+            patches.append(workload_identity_patch(identity.client_id, identity.tenant_id))
+        if render_kustomization(resources, patches) == content:
+            return identity
+    return None
 
 
 def _is_kubernetes_resources(path: str, content: str) -> bool:

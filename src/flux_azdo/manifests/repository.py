@@ -2,7 +2,7 @@
 
 Pure: it is given the distribution, the flags and what `<path>/<namespace>/` holds
 today, and answers with the content of each file and whether it would be created,
-updated, left unchanged or kept as the user wrote it.
+updated, left unchanged or kept as the user wrote it (kustomization.yaml only, once the user changed it).
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ from flux_azdo.manifests.install import InstallOptions, generate_components
 from flux_azdo.manifests.kustomization import (
     KUSTOMIZATION_FILE,
     SYNC_FILE,
+    GeneratedKustomization,
     KustomizationFinding,
     RequiredPatch,
     azure_devops_ssh_patch,
     check_kustomization,
     discover_resources,
+    recognise_generated,
     render_kustomization,
     workload_identity_patch,
 )
@@ -112,6 +114,32 @@ def _status(existing: str | None, content: str) -> FileStatus:
     return "unchanged" if existing == content else "update"
 
 
+def _identity_to_write(given: WorkloadIdentity | None, generated: GeneratedKustomization | None) -> WorkloadIdentity:
+    """The identity named on the command line; without a client ID, the one our file already names (if any)."""
+    if given is not None and given.client_id:
+        return given
+    if generated is not None and generated.client_id:
+        return WorkloadIdentity(generated.client_id, generated.tenant_id)
+    return given or WorkloadIdentity()
+
+
+def _required_patches(
+    sync: SyncOptions, ssh: bool, identity: WorkloadIdentity, *, writing: bool
+) -> list[RequiredPatch]:
+    """The patches this run cannot work without: to write into our file, or to look for in the user's."""
+    required: list[RequiredPatch] = []
+    if ssh:
+        required.append(azure_devops_ssh_patch())
+    if sync.provider == "azure":
+        if writing and not identity.client_id:
+            raise UserError(
+                "--provider azure needs --azure-client-id: the client ID of the managed identity federated with "
+                "source-controller's service account, written into kustomization.yaml"
+            )
+        required.append(workload_identity_patch(identity.client_id, identity.tenant_id))
+    return required
+
+
 def plan_bootstrap_files(
     dist: Distribution,
     install: InstallOptions,
@@ -121,7 +149,9 @@ def plan_bootstrap_files(
 ) -> BootstrapFiles:
     """Plan `<path>/<namespace>/{gotk-components,gotk-sync,kustomization}.yaml`.
 
-    `existing` maps file names relative to `<path>/<namespace>/` to their current text.
+    `existing` maps file names relative to `<path>/<namespace>/` to their current text. kustomization.yaml is
+    created, or updated while it is still exactly as we generated it (see `manifests.kustomization`); a file the
+    user changed is kept, with findings for what this run needs and it lacks.
     """
     if install.namespace != sync.namespace:
         raise UserError("the install and sync namespaces differ: pass one --namespace")
@@ -129,19 +159,6 @@ def plan_bootstrap_files(
     components = generate_components(dist, install)
     _check_api_support(dist, sync)
     sync_text = generate_sync(sync)
-
-    required: list[RequiredPatch] = []
-    if needs_azure_devops_ssh_patch(target):
-        required.append(azure_devops_ssh_patch())
-    identity = identity or WorkloadIdentity()
-    user_file = existing.get(KUSTOMIZATION_FILE)
-    if sync.provider == "azure":
-        if not identity.client_id and user_file is None:
-            raise UserError(
-                "--provider azure needs --azure-client-id: the client ID of the managed identity federated with "
-                "source-controller's service account, written into the new kustomization.yaml"
-            )
-        required.append(workload_identity_patch(identity.client_id, identity.tenant_id))
 
     directory = manifests_dir(path, sync.namespace)
     files = [
@@ -152,13 +169,19 @@ def plan_bootstrap_files(
         ),
         PlannedFile(posixpath.join(directory, SYNC_FILE), sync_text, _status(existing.get(SYNC_FILE), sync_text)),
     ]
-    findings: list[KustomizationFinding] = []
     kustomization_path = posixpath.join(directory, KUSTOMIZATION_FILE)
-    if user_file is None:
-        folder = {**existing, COMPONENTS_FILE: components, SYNC_FILE: sync_text}
-        content = render_kustomization(discover_resources(folder), required)
-        files.append(PlannedFile(kustomization_path, content, "create"))
-    else:
+    resources = discover_resources({**existing, COMPONENTS_FILE: components, SYNC_FILE: sync_text})
+    user_file = existing.get(KUSTOMIZATION_FILE)
+    generated = recognise_generated(user_file, resources) if user_file is not None else None
+    ssh = needs_azure_devops_ssh_patch(target)
+    findings: list[KustomizationFinding] = []
+    if user_file is not None and generated is None:
+        required = _required_patches(sync, ssh, identity or WorkloadIdentity(), writing=False)
         findings = check_kustomization(user_file, existing, required)
         files.append(PlannedFile(kustomization_path, user_file, "keep"))
+    else:
+        # Ours to write (new, or still exactly as we generated it): the patches this run's auth mode needs.
+        required = _required_patches(sync, ssh, _identity_to_write(identity, generated), writing=True)
+        content = render_kustomization(resources, required)
+        files.append(PlannedFile(kustomization_path, content, _status(user_file, content)))
     return BootstrapFiles(directory, tuple(files), tuple(findings), dist.version, install.selected_components())

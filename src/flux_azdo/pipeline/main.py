@@ -15,7 +15,8 @@ A user's mistake is one line (an issue on the run) and a Failed result, naming t
 code names the CLI's flags (`inputs.error_in_input_terms`; warnings and details through the reporter's `rewrite`);
 a bug is one line too (its traceback only with System.Debug, masked), also when it happens while the summary and
 outputs are written (`conclude`); a cancel (SIGTERM, SIGINT) removes the run's files and exits 143/130. The
-summary file's name has a random part, so two steps of one job keep one each.
+summary file's name has a random part, so two steps of one job keep one each. A stdout closed by its reader (the
+agent or a pipe went away) ends the run quietly with exit code 1: the run's files removed, no traceback.
 """
 
 from __future__ import annotations
@@ -66,9 +67,26 @@ def main(environ: Mapping[str, str] | None = None, stdout: TextIO | None = None)
     previous = _terminate_with_exception()
     try:
         return _run(env, out)
+    except BrokenPipeError:  # the reader went away; `_run` has removed the run's files on the way out
+        _discard_output(out)
+        return 1
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def _discard_output(out: TextIO) -> None:
+    """Python's advice for a closed stdout (the signal module's note on SIGPIPE): point the stream's descriptor at
+    devnull, so the flush at exit does not fail again and print a traceback nobody asked for."""
+    try:
+        descriptor = out.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's StringIO): nothing flushes it at exit
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, descriptor)
+    finally:
+        os.close(devnull)
 
 
 def register_secrets(env: Mapping[str, str], masker: Masker) -> None:
