@@ -352,6 +352,53 @@ def test_ssh_with_a_passphrase_protected_rsa_key_and_the_automatic_host_key_patc
     assert secret["known_hosts"].strip() == sandbox.known_hosts_path.read_text(encoding="utf-8").strip()
 
 
+def test_a_pat_bootstrap_moves_to_an_ssh_key_without_passphrase_and_the_pats_keys_go(
+    cluster_sandbox: Sandbox,
+    kubeconfig: Path,
+    cluster: Cluster,
+    sample_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Flux's update only adds the new keys: the PAT's `password` would stay and be taken for the new key's
+    passphrase ("decryption password incorrect"). Ours removes `username` and `password` in the same update, says
+    so, and source-controller fetches over SSH with the key alone."""
+    sandbox = cluster_sandbox
+    if sandbox.ssh_url is None:
+        pytest.skip("the sandbox's SSH endpoint needs OpenSSH's sshd")
+    monkeypatch.setenv("GIT_PASSWORD", sandbox.pat)
+    code, _, err = run(capsys, sandbox, kubeconfig, sample_file)
+    assert code == 0, err
+    assert read_source_secret(cluster, "flux-system", "flux-system") == {"username": "git", "password": sandbox.pat}
+
+    key = tmp_path / "keys" / "id_rsa_plain"
+    key.parent.mkdir()
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "rsa", "-b", "3072", "-N", "", "-C", "plain", "-f", str(key)],
+        check=True,
+        capture_output=True,
+    )
+    sandbox.world.add_ssh_key(sandbox.user, Path(f"{key}.pub").read_text(encoding="utf-8").strip())
+    monkeypatch.delenv("GIT_PASSWORD")
+    monkeypatch.setenv("AZURE_DEVOPS_EXT_PAT", sandbox.pat)
+    ssh = ("--url", sandbox.ssh_url, "--private-key-file", str(key), "--organization", sandbox.org_url)
+    known_hosts = ("--ssh-known-hosts", str(sandbox.known_hosts_path))
+
+    code, out, err = run(capsys, sandbox, kubeconfig, sample_file, *ssh, *known_hosts)
+
+    assert code == 0, err
+    assert "✔ reconciled source secret (removed the old username, password)" in err.splitlines()
+    assert sandbox.pat not in out + err
+    secret = read_source_secret(cluster, "flux-system", "flux-system")
+    assert secret is not None and sorted(secret) == ["identity", "identity.pub", "known_hosts"]
+    assert secret["identity"] == key.read_text(encoding="utf-8")
+    repository = cluster.get(SOURCE_API, "GitRepository", "flux-system", "flux-system")
+    assert repository is not None and repository["spec"]["url"] == sandbox.ssh_url
+    assert ready_condition(repository)["status"] == "True"
+    assert repository["status"]["artifact"]["revision"] == f"main@sha1:{head(sandbox)}"
+
+
 # ----- a credential the cluster cannot use ---------------------------------------------------------------------
 
 

@@ -12,10 +12,12 @@ import os
 import subprocess
 from pathlib import Path
 
+import kubernetes.client
 import pytest
 
 from flux_azdo.cli import main
 from flux_azdo.cluster.client import Cluster, ClusterAccess
+from flux_azdo.sandbox.azure_devops import security
 from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import FULL_SCOPES, Sandbox
 from support.isolation import isolate_environment
@@ -211,7 +213,7 @@ def test_plan_as_json_gives_every_file_object_and_secret_as_data(
     kinds = {(o["kind"], o["namespace"], o["name"]) for o in plan["objects"]}
     assert ("Deployment", "flux-system", "source-controller") in kinds
     assert ("CustomResourceDefinition", None, "kustomizations.kustomize.toolkit.fluxcd.io") in kinds
-    assert plan["secret"] == {"namespace": "flux-system", "name": "flux-system", "action": "create"}
+    assert plan["secret"] == {"namespace": "flux-system", "name": "flux-system", "action": "create", "removedKeys": []}
     assert plan["imagePullSecret"] is None
     assert plan["summary"]["files"] == {"create": 3, "update": 0, "unchanged": 0}
     assert plan["summary"]["objects"]["create"] == len(plan["objects"])
@@ -351,6 +353,76 @@ def test_a_changed_pat_is_planned_as_a_secret_update_without_its_value(
     assert out.splitlines()[-1].endswith("source secret: to update.")
     assert other not in out + err and cluster_sandbox.pat not in out + err
     assert writes(cluster_sandbox) == []
+
+
+def test_an_old_credentials_key_in_the_secret_is_planned_as_its_removal(
+    cluster_sandbox: Sandbox,
+    kubeconfig: Path,
+    sample_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Left from an SSH bootstrap: `identity` and `known_hosts` next to the PAT. Bootstrap's update removes them
+    (and keeps ca.crt, no credential); the plan says which keys would go, never a value."""
+    monkeypatch.setenv("GIT_PASSWORD", cluster_sandbox.pat)
+    bootstrapped(capsys, cluster_sandbox, kubeconfig, sample_file)
+    old = {"identity": "OLD PRIVATE KEY", "known_hosts": "host ssh-rsa AAAA", "ca.crt": "PEM"}
+    with Cluster(ClusterAccess(cluster_sandbox.kubeconfig_path)) as admin:
+        kubernetes.client.CoreV1Api(admin.api_client).patch_namespaced_secret(
+            "flux-system", "flux-system", {"stringData": old}
+        )
+
+    code, out, err = run(capsys, "plan", cluster_sandbox, kubeconfig, sample_file)
+
+    assert code == 2, err
+    secret = (
+        "Secret/flux-system/flux-system (source secret, values not shown; would remove the old identity, known_hosts)"
+    )
+    assert object_line("update", secret) in out.splitlines()
+    assert "OLD PRIVATE KEY" not in out + err and cluster_sandbox.pat not in out + err
+    code, out, err = run(capsys, "plan", cluster_sandbox, kubeconfig, sample_file, "--output", "json")
+    assert code == 2, err
+    assert json.loads(out)["secret"] == {
+        "namespace": "flux-system",
+        "name": "flux-system",
+        "action": "update",
+        "removedKeys": ["identity", "known_hosts"],
+    }
+    assert writes(cluster_sandbox) == []
+
+
+def test_a_switch_from_a_pat_to_workload_identity_plans_the_secretref_removal_as_an_update(
+    cluster_sandbox: Sandbox,
+    kubeconfig: Path,
+    sample_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Bootstrap removes `secretRef` with a merge patch before its apply (a server-side apply would leave
+    `secretRef: {}`, which the CRD refuses); the plan predicts that instead of failing its dry run with a 422."""
+    sandbox = cluster_sandbox
+    sandbox.world.allow(
+        sandbox.workload_identity,
+        security.repository_token(sandbox.project.id, sandbox.repository.id),
+        security.GitPermission.GENERIC_READ,
+    )
+    monkeypatch.setenv("GIT_PASSWORD", sandbox.pat)
+    before = bootstrapped(capsys, sandbox, kubeconfig, sample_file)
+    azure = ("--provider", "azure", "--azure-client-id", sandbox.workload_client_id)
+
+    code, out, err = run(capsys, "plan", sandbox, kubeconfig, sample_file, *azure)
+
+    assert code == 2, err
+    lines = out.splitlines()
+    assert object_line("update", "GitRepository/flux-system/flux-system") in lines
+    assert "422" not in out + err and "secretRef" not in err
+    assert sandbox.pat not in out + err
+    assert refs(sandbox) == before
+    assert writes(sandbox) == []
+    assert "patch gitrepositories flux-system/flux-system dry-run" in requests(sandbox)
+    with Cluster(ClusterAccess(sandbox.kubeconfig_path)) as admin:
+        live = admin.get("source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", "flux-system")
+        assert live is not None and live["spec"]["secretRef"] == {"name": "flux-system"}
 
 
 def test_a_usage_mistake_in_plan_exits_1_not_2(capsys: pytest.CaptureFixture[str]) -> None:

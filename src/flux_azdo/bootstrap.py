@@ -110,6 +110,8 @@ class BootstrapResult:
     health: tuple[ObjectHealth, ...]
     installed: bool = False  # the components were installed by this run (first install)
     reconcile_requested: bool = False
+    #: The old credential's keys removed from the source Secret (names only), as rotate-credentials reports them.
+    removed_keys: tuple[str, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -142,6 +144,7 @@ class BootstrapResult:
                 for c in self.applied
             ],
             "secret": self.secret,
+            "removedSecretKeys": list(self.removed_keys),
             "reconcileRequested": self.reconcile_requested,
             "health": [dataclasses.asdict(h) for h in self.health],
         }
@@ -192,7 +195,8 @@ def bootstrap(options: BootstrapOptions, reporter: Reporter) -> BootstrapResult:
             planner.stop_on_findings(reporter)
             components = repository.publish_components(options, planner, workspace, reporter)
             installed = install.install_components(options, cluster, planner, workspace, reporter, deadline)
-            secret = install.reconcile_source_secret(options, cluster, reporter)
+            stored = install.reconcile_source_secret(options, cluster, reporter)
+            secret = None if stored is None else stored.action
             sync = repository.publish_sync(options, planner, workspace, reporter)
             applied = install.apply_sync(options, cluster, planner, workspace, reporter, deadline)
             head = workspace.head
@@ -212,6 +216,7 @@ def bootstrap(options: BootstrapOptions, reporter: Reporter) -> BootstrapResult:
                 health=(),
                 installed=installed,
                 reconcile_requested=requested_at is not None,
+                removed_keys=() if stored is None else stored.removed_keys,
             )
             later = health.IncludesOurs(workspace, options.branch, head, deadline, reporter)
             healthy = health.wait_until_healthy(

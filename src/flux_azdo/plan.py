@@ -9,8 +9,8 @@ preflight, and writes nowhere:
 - the objects bootstrap would apply are built from the planned files (with kustomize when kustomization.yaml
   needs it, in that temporary clone) and sent as server-side apply *dry runs* (`dryRun=All`), compared with the
   live objects: create, update or unchanged per object, as the API server itself would apply them;
-- the Secrets are read and compared key by key as bootstrap's update would merge them; their values are never
-  shown, in any output.
+- the Secrets are read and compared key by key as bootstrap's update would write them (the old credential's
+  keys removed, by name); their values are never shown, in any output.
 
 Why a dry run and not a local comparison: defaulting, admission and field ownership are the server's, and a
 local diff of YAML against live objects reports changes that an apply would not make (and misses some it would).
@@ -96,6 +96,8 @@ class SecretPlan:
     name: str
     purpose: SecretPurpose
     action: PlanAction
+    #: The old credential's keys the update would remove (names only; the source secret alone).
+    removed_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,10 @@ class PlanResult:
     def to_json(self) -> dict[str, Any]:
         def secret(purpose: SecretPurpose) -> dict[str, Any] | None:
             found = self.secret(purpose)
-            return None if found is None else {"namespace": found.namespace, "name": found.name, "action": found.action}
+            if found is None:
+                return None
+            planned = {"namespace": found.namespace, "name": found.name, "action": found.action}
+            return planned | ({"removedKeys": list(found.removed_keys)} if purpose == "source" else {})
 
         return {
             "url": self.url,
@@ -178,7 +183,7 @@ def plan(options: BootstrapOptions, reporter: Reporter) -> PlanResult:
     """Bootstrap's steps up to the first write, each turned into a question; raises UserError as bootstrap would."""
     from flux_azdo.bootstrap import BootstrapFailed, Deadline
     from flux_azdo.bootstrap_steps import checks, install, repository
-    from flux_azdo.cluster.apply import apply_objects, parse_objects
+    from flux_azdo.cluster.apply import parse_objects
     from flux_azdo.cluster.client import Cluster
     from flux_azdo.git.paths import write_file
 
@@ -202,7 +207,7 @@ def plan(options: BootstrapOptions, reporter: Reporter) -> PlanResult:
                     write_file(root, planned_file.path, planned_file.content)  # the private clone, never pushed
             text = _manifests(options, planned, root, deadline)
         reporter.action("asking the API server what an apply would change (server-side dry run)")
-        changes = apply_objects(cluster, parse_objects(text), field_manager="flux", dry_run=True)
+        changes = _dry_run_apply(options, cluster, parse_objects(text))
         secrets = _plan_secrets(options, cluster)
         installing = install.must_install(options, cluster)
         server = cluster.server
@@ -286,6 +291,28 @@ def _manifests(options: BootstrapOptions, planned: BootstrapFiles, root: Path, d
     return f"{contents[COMPONENTS_FILE]}\n---\n{contents[SYNC_FILE]}"
 
 
+def _dry_run_apply(options: BootstrapOptions, cluster: Cluster, objects: list[dict[str, Any]]) -> list[ObjectChange]:
+    """Server-side apply dry runs, as bootstrap's apply; a GitRepository losing its secretRef as bootstrap does it.
+
+    Bootstrap removes that `secretRef` with a merge patch before its apply (`install.release_secret_ref`), since an
+    apply would leave `secretRef: {}`, which the schema refuses: a dry-run apply against the live object gets that
+    422. The patch is dry-run instead (the server checks it, stores nothing), and the GitRepository is an update:
+    losing `secretRef` is a change whatever else the apply brings.
+    """
+    from flux_azdo.bootstrap_steps.install import release_secret_ref, releasing_secret_ref
+    from flux_azdo.cluster.apply import ObjectChange, apply_objects
+
+    released = releasing_secret_ref(options, cluster, objects)
+    if released is None:
+        return apply_objects(cluster, objects, field_manager="flux", dry_run=True)
+    release_secret_ref(options, cluster, dry_run=True)
+    index = next(i for i, obj in enumerate(objects) if obj is released)
+    changes = apply_objects(cluster, objects[:index] + objects[index + 1 :], field_manager="flux", dry_run=True)
+    api_version = str(released["apiVersion"])
+    changes.insert(index, ObjectChange(api_version, "GitRepository", options.namespace, options.name, "configured"))
+    return changes
+
+
 def _object_plan(change: ObjectChange) -> ObjectPlan:
     return ObjectPlan(change.api_version, change.kind, change.namespace, change.name, _OBJECT_ACTIONS[change.action])
 
@@ -313,15 +340,16 @@ def _plan_secrets(options: BootstrapOptions, cluster: Cluster) -> list[SecretPla
 
 
 def _source_secret_plan(cluster: Cluster, secret: SourceSecret) -> SecretPlan:
-    """Bootstrap merges the new keys into the live Secret: unchanged when every new key already holds its value."""
-    from flux_azdo.cluster.secrets import read_source_secret
+    """As bootstrap updates the live Secret (`cluster.secrets.apply_source_secret`): the new keys in, the old
+    credential's other keys out; unchanged when every new key holds its value already and none is to go."""
+    from flux_azdo.cluster.secrets import read_source_secret, stale_credential_keys
 
     live = read_source_secret(cluster, secret.namespace, secret.name)
-    action: PlanAction = "create"
-    if live is not None:
-        same = all(live.get(key) == value for key, value in secret.string_data.items())
-        action = "unchanged" if same else "update"
-    return SecretPlan(secret.namespace, secret.name, "source", action)
+    if live is None:
+        return SecretPlan(secret.namespace, secret.name, "source", "create")
+    stale = stale_credential_keys(live, secret.string_data)
+    same = not stale and all(live.get(key) == value for key, value in secret.string_data.items())
+    return SecretPlan(secret.namespace, secret.name, "source", "unchanged" if same else "update", stale)
 
 
 def _json_equal(text: str | None, wanted: Any) -> bool:
@@ -393,7 +421,8 @@ def render_plan(result: PlanResult, *, diff_lines: int | None = DEFAULT_DIFF_LIN
         )
     for s in result.secrets:
         what = "source secret" if s.purpose == "source" else "image pull secret"
-        out.append(f"  {s.action:<10} Secret/{s.namespace}/{s.name} ({what}, values not shown)")
+        removed = f"; would remove the old {', '.join(s.removed_keys)}" if s.removed_keys else ""
+        out.append(f"  {s.action:<10} Secret/{s.namespace}/{s.name} ({what}, values not shown{removed})")
     if result.secret("source") is None:
         out.append(
             f"  {'-':<10} no source secret: source-controller signs in with workload identity (--provider azure)"

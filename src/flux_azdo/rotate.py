@@ -7,9 +7,9 @@ the new PAT lacks Code (Read) or that the key is not registered when the next fe
 2. the new credential is refused if it cannot last (the pipeline's job token, known by SYSTEM_ACCESSTOKEN or, for
    Azure DevOps, by its identity being a build service), and **tested** with `git ls-remote` against that
    repository. Any failure stops the run before anything is written to the cluster;
-3. the Secret gets the new credential (`cluster.secrets.apply_source_secret`); keys of the old credential that the
-   new one does not have are then removed (`password`, the old key's passphrase, would otherwise make
-   source-controller try to decrypt an unencrypted new key with it);
+3. the Secret gets the new credential (`cluster.secrets.apply_source_secret`, as bootstrap writes it); keys of the
+   old credential that the new one does not have are removed in the same update (`password`, the old key's
+   passphrase, would otherwise make source-controller try to decrypt an unencrypted new key with it);
 4. a reconcile is requested (`reconcile.fluxcd.io/requestedAt`, as `flux reconcile source git`), and the run waits,
    by watch, until the GitRepository is Ready at the head of its branch, having handled that request: proof that
    source-controller fetched with the new credential.
@@ -37,8 +37,6 @@ if TYPE_CHECKING:
 
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
-#: What a source Secret holds for the credential itself (other keys, such as ca.crt, are kept as they are).
-CREDENTIAL_KEYS = ("username", "password", "identity", "identity.pub", "known_hosts", "bearerToken")
 #: source-controller's branch when a GitRepository names no ref.
 DEFAULT_BRANCH = "master"
 CALL_TIMEOUT = 30.0
@@ -89,7 +87,7 @@ def rotate_credentials(options: RotateOptions, reporter: Reporter) -> RotateResu
     from flux_azdo.azdo.access import preflight_request
     from flux_azdo.bootstrap_steps.credentials import cluster_source_secret
     from flux_azdo.cluster.client import Cluster
-    from flux_azdo.cluster.secrets import apply_source_secret, read_source_secret
+    from flux_azdo.cluster.secrets import apply_source_secret, removed_keys_note
     from flux_azdo.manifests.sync import SyncOptions
 
     deadline = time.monotonic() + options.timeout
@@ -121,25 +119,20 @@ def rotate_credentials(options: RotateOptions, reporter: Reporter) -> RotateResu
         revision = f"{request.branch}@sha1:{head}"
 
         where = f"{namespace}/{target.secret_name}"
-        before = read_source_secret(cluster, namespace, target.secret_name) or {}
         reporter.action(f'applying source secret "{where}"')
-        action = apply_source_secret(cluster, secret)
-        stale = tuple(key for key in CREDENTIAL_KEYS if key in before and key not in secret.string_data)
-        if stale:
-            _remove_keys(cluster, namespace, target.secret_name, stale)
+        change = apply_source_secret(cluster, secret)
         said = {
             "created": "created source secret with the new credential",
             "updated": "stored the new credential in source secret",
             "unchanged": "source secret already holds this credential",
         }
-        removed = f" (removed the old {', '.join(stale)})" if stale else ""
-        reporter.success(f"{said[action]}{removed}")
+        reporter.success(f"{said[change.action]}{removed_keys_note(change.removed_keys)}")
 
         reporter.action(f'requesting a reconcile of GitRepository "{namespace}/{name}"')
         requested_at = request_reconcile(cluster, namespace, name)
         wait_until_ready(cluster, namespace, name, revision, deadline, requested_at, reporter)
     reporter.success("credentials rotated")
-    return RotateResult(action, stale, revision, requested_at)
+    return RotateResult(change.action, change.removed_keys, revision, requested_at)
 
 
 def read_target(cluster: Cluster, options: RotateOptions) -> Target:
@@ -251,19 +244,6 @@ def _refuse_build_identity(request: PreflightRequest, reporter: Reporter, timeou
             f"the token belongs to {caller.display_name}, a pipeline's build service: it is a job token, which stops "
             "working when its job ends, and Flux would then fail every fetch",
             fix=OWN_CREDENTIAL,
-        )
-
-
-def _remove_keys(cluster: Cluster, namespace: str, name: str, keys: tuple[str, ...]) -> None:
-    """A merge patch that sets each key to null (the body holds no value, so no error can show one)."""
-    with cluster.errors(f"remove the old credential's keys from Secret {namespace}/{name}"):
-        cluster.dynamic.request(
-            "patch",
-            f"/api/v1/namespaces/{namespace}/secrets/{name}",
-            body={"data": dict.fromkeys(keys)},
-            content_type="application/merge-patch+json",
-            serialize=False,
-            _request_timeout=cluster.access.timeout,
         )
 
 

@@ -13,8 +13,7 @@ const path = require('path');
 const ENTRY = path.join(__dirname, 'task_entry.py');
 const INDEX = readIndex();
 const MINIMUM = minimumPython(INDEX);
-const FIX = 'Add a UsePythonVersion@0 step (versionSpec: 3.12) before this task, or set the pythonPath input ' +
-    `to a Python ${MINIMUM.join('.')} or newer.`;
+const FIX = advice(INDEX, MINIMUM);
 // Prints the version and the runtime key task_entry.py computes (cp312-linux-x86_64, cp313t-... when
 // free-threaded). Written to run on any Python, 2.7 included, so that an old one is named, not a SyntaxError.
 const PROBE = [
@@ -42,6 +41,30 @@ function readIndex() {
 function minimumPython(index) {
     const match = /^(\d+)\.(\d+)$/.exec(String((index && index.minimum) || ''));
     return match ? [Number(match[1]), Number(match[2])] : [3, 10];
+}
+
+// The CPython versions the task carries packages for, oldest first (['3.10', ...]), from the runtime keys
+// (cp312-linux-x86_64; free-threaded cp313t-... builds are not what UsePythonVersion@0 installs).
+function pythonVersions(index) {
+    const found = new Map();
+    for (const key of Object.keys((index && index.runtimes) || {})) {
+        const match = /^cp(\d)(\d+)-/.exec(key);
+        if (match) found.set(`${match[1]}.${match[2]}`, [Number(match[1]), Number(match[2])]);
+    }
+    return [...found.entries()].sort((a, b) => a[1][0] - b[1][0] || a[1][1] - b[1][1]).map((entry) => entry[0]);
+}
+
+// What to do about a missing or old Python: the newest version the task carries packages for, and the range.
+function advice(index, minimum) {
+    const versions = pythonVersions(index);
+    if (versions.length === 0) {
+        return 'Add a UsePythonVersion@0 step before this task, or set the pythonPath input ' +
+            `to a Python ${minimum.join('.')} or newer.`;
+    }
+    const newest = versions[versions.length - 1];
+    const carried = versions.length === 1 ? newest : `${versions[0]} to ${newest}`;
+    return `Add a UsePythonVersion@0 step (versionSpec: ${newest}) before this task, or set the pythonPath ` +
+        `input to a CPython ${carried} (the versions the task carries packages for).`;
 }
 
 // The agent's escaping for the data part of a logging command (task-lib escapedata).
@@ -163,5 +186,5 @@ function main() {
 if (require.main === module) {
     main();
 } else {
-    module.exports = { escapeData, PROBE };
+    module.exports = { escapeData, PROBE, advice };
 }

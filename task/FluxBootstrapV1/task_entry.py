@@ -18,7 +18,6 @@ from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON_FOLDER = os.path.join(HERE, "python")
-FIX = "Run the task on a Linux agent (for example vmImage ubuntu-latest) with UsePythonVersion@0 (versionSpec 3.12)."
 
 
 def _escape_data(text: str) -> str:
@@ -82,6 +81,30 @@ def minimum_python(index: dict[str, Any]) -> tuple[int, int]:
     return (int(major), int(minor)) if major.isdigit() and minor.isdigit() else (3, 10)
 
 
+def python_versions(index: dict[str, Any]) -> list[str]:
+    """The CPython versions the task carries packages for, oldest first ("3.10", ...), from the runtime keys
+    (`cp312-linux-x86_64`; free-threaded `cp313t-...` builds are not what UsePythonVersion@0 installs)."""
+    found = set()
+    for key in index.get("runtimes") or {}:
+        abi = str(key).split("-")[0]
+        digits = abi[2:]
+        if abi.startswith("cp") and digits.isdigit() and len(digits) >= 2:
+            found.add((int(digits[0]), int(digits[1:])))
+    return [f"{major}.{minor}" for major, minor in sorted(found)]
+
+
+def fix(index: dict[str, Any]) -> str:
+    """The advice after every failure here: the newest Python the task carries packages for, and the range."""
+    versions = python_versions(index)
+    if not versions:
+        return "Run the task on a Linux agent (for example vmImage ubuntu-latest) with UsePythonVersion@0."
+    carried = versions[0] if len(versions) == 1 else f"{versions[0]} to {versions[-1]}"
+    return (
+        "Run the task on a Linux agent (for example vmImage ubuntu-latest) with UsePythonVersion@0 "
+        f"(versionSpec {versions[-1]}; the task carries packages for CPython {carried})."
+    )
+
+
 def python_folders(index: dict[str, Any] | None = None) -> list[str] | str:
     """The sys.path entries for this interpreter, or why there are none."""
     if index is None:
@@ -94,7 +117,7 @@ def python_folders(index: dict[str, Any] | None = None) -> list[str] | str:
     native = index["runtimes"].get(key)
     this = f"Python {sys.version.split()[0]} ({sys.implementation.name}) on {sys.platform} {_machine()}"
     if native is None:
-        return f"FluxBootstrap runs on {supported}; this agent has {this}. {FIX}"
+        return f"FluxBootstrap runs on {supported}; this agent has {this}. {fix(index)}"
     if sys.platform == "linux":
         glibc = _glibc()
         needed = tuple(index["glibc"])
@@ -102,7 +125,7 @@ def python_folders(index: dict[str, Any] | None = None) -> list[str] | str:
             found_libc = "musl or an unknown C library" if glibc is None else f"glibc {glibc[0]}.{glibc[1]}"
             return (
                 f"FluxBootstrap needs a Linux with glibc {needed[0]}.{needed[1]} or newer; this agent has "
-                f"{found_libc} (Alpine containers are not supported). {FIX}"
+                f"{found_libc} (Alpine containers are not supported). {fix(index)}"
             )
     return [os.path.join(PYTHON_FOLDER, index["lib"]), *(os.path.join(PYTHON_FOLDER, path) for path in native)]
 
@@ -114,7 +137,7 @@ def main() -> int:
     minimum = minimum_python(index)
     if sys.version_info[:2] < minimum:  # pythonPath may name any interpreter; fail in words, not syntax
         return fail(
-            f"FluxBootstrap needs Python {minimum[0]}.{minimum[1]} or newer, not {sys.version.split()[0]}. {FIX}"
+            f"FluxBootstrap needs Python {minimum[0]}.{minimum[1]} or newer, not {sys.version.split()[0]}. {fix(index)}"
         )
     folders = python_folders(index)
     if isinstance(folders, str):

@@ -15,7 +15,14 @@ import kubernetes.client
 import pytest
 
 from flux_azdo.cluster.client import Cluster, ClusterAccess
-from flux_azdo.cluster.secrets import apply_image_pull_secret, apply_source_secret, read_source_secret
+from flux_azdo.cluster.secrets import (
+    SourceSecretChange,
+    apply_image_pull_secret,
+    apply_source_secret,
+    read_source_secret,
+    removed_keys_note,
+    stale_credential_keys,
+)
 from flux_azdo.errors import UserError
 from flux_azdo.manifests.sourcesecret import SourceSecret, token_secret
 from flux_azdo.sandbox.kube import AccessRule
@@ -57,7 +64,7 @@ def live_secret(cluster: Cluster, name: str) -> dict[str, object]:
 
 
 def test_missing_secret_is_created_with_flux_keys(cluster: Cluster) -> None:
-    assert apply_source_secret(cluster, token_secret("flux-system", NS, PAT)) == "created"
+    assert apply_source_secret(cluster, token_secret("flux-system", NS, PAT)).action == "created"
 
     assert read_source_secret(cluster, NS, "flux-system") == {"username": "git", "password": PAT}
     live = live_secret(cluster, "flux-system")
@@ -70,7 +77,7 @@ def test_unchanged_secret_makes_no_write(cluster_sandbox: Sandbox, cluster: Clus
     assert cluster_sandbox.kube is not None
     cluster_sandbox.kube.reset_requests()
 
-    assert apply_source_secret(cluster, secret) == "unchanged"
+    assert apply_source_secret(cluster, secret).action == "unchanged"
 
     assert our_writes(cluster_sandbox) == 0
     assert our_requests(cluster_sandbox) == [("get", "secrets", "flux-system")]
@@ -81,25 +88,61 @@ def test_changed_value_is_updated(cluster_sandbox: Sandbox, cluster: Cluster) ->
     assert cluster_sandbox.kube is not None
     cluster_sandbox.kube.reset_requests()
 
-    assert apply_source_secret(cluster, token_secret("flux-system", NS, PAT + "-rotated")) == "updated"
+    assert apply_source_secret(cluster, token_secret("flux-system", NS, PAT + "-rotated")).action == "updated"
 
     assert our_requests(cluster_sandbox) == [("get", "secrets", "flux-system"), ("update", "secrets", "flux-system")]
     assert read_source_secret(cluster, NS, "flux-system") == {"username": "git", "password": PAT + "-rotated"}
 
 
-def test_update_keeps_keys_the_new_data_does_not_name(cluster: Cluster) -> None:
-    ssh = SourceSecret("flux-system", NS, {"identity": "PRIVATE KEY", "known_hosts": "host ssh-rsa AAAA"})
-    assert apply_source_secret(cluster, ssh) == "created"
+def test_a_switch_of_credential_removes_the_old_credentials_keys_and_keeps_the_others(
+    cluster_sandbox: Sandbox, cluster: Cluster
+) -> None:
+    ssh = SourceSecret(
+        "flux-system",
+        NS,
+        {
+            "identity": "PRIVATE KEY",
+            "identity.pub": "ssh-ed25519 AAAA",
+            "known_hosts": "host ssh-rsa AAAA",
+            "ca.crt": "PEM",
+        },
+    )
+    assert apply_source_secret(cluster, ssh).action == "created"
+    assert cluster_sandbox.kube is not None
+    cluster_sandbox.kube.reset_requests()
 
-    assert apply_source_secret(cluster, token_secret("flux-system", NS, PAT)) == "updated"
+    change = apply_source_secret(cluster, token_secret("flux-system", NS, PAT))
 
-    # Flux's update sets stringData on the live object: the SSH keys stay next to the token.
-    assert read_source_secret(cluster, NS, "flux-system") == {
-        "identity": "PRIVATE KEY",
-        "known_hosts": "host ssh-rsa AAAA",
-        "username": "git",
-        "password": PAT,
-    }
+    # Flux's update would only add the token next to the SSH keys; ours drops them in the same update.
+    assert change == SourceSecretChange("updated", ("identity", "identity.pub", "known_hosts"))
+    assert our_requests(cluster_sandbox) == [("get", "secrets", "flux-system"), ("update", "secrets", "flux-system")]
+    assert read_source_secret(cluster, NS, "flux-system") == {"ca.crt": "PEM", "username": "git", "password": PAT}
+
+
+def test_a_secret_holding_the_new_values_and_an_old_passphrase_is_updated(cluster: Cluster) -> None:
+    """An SSH key with a passphrase, then the same key without: `password` alone must go (source-controller would
+    try to decrypt the key with it: "decryption password incorrect")."""
+    keys = {"identity": "PRIVATE KEY", "known_hosts": "host ssh-rsa AAAA"}
+    apply_source_secret(cluster, SourceSecret("flux-system", NS, {**keys, "password": "old passphrase"}))
+
+    change = apply_source_secret(cluster, SourceSecret("flux-system", NS, keys))
+
+    assert change == SourceSecretChange("updated", ("password",))
+    assert read_source_secret(cluster, NS, "flux-system") == keys
+    assert apply_source_secret(cluster, SourceSecret("flux-system", NS, keys)) == SourceSecretChange("unchanged")
+
+
+def test_stale_credential_keys_are_the_old_credentials_only() -> None:
+    live = {"username": "git", "password": "p", "ca.crt": "PEM", "mine": "x", "bearerToken": "t"}
+    assert stale_credential_keys(live, {"identity": "K", "identity.pub": "P", "known_hosts": "H"}) == (
+        "username",
+        "password",
+        "bearerToken",
+    )
+    assert stale_credential_keys(live, {"username": "git", "password": "q", "bearerToken": "u"}) == ()
+    assert stale_credential_keys(["ca.crt"], {"password": "q"}) == ()
+    assert removed_keys_note(("identity", "known_hosts")) == " (removed the old identity, known_hosts)"
+    assert removed_keys_note(()) == ""
 
 
 def test_extra_keys_in_the_cluster_do_not_make_a_change(cluster_sandbox: Sandbox, cluster: Cluster) -> None:
@@ -107,7 +150,7 @@ def test_extra_keys_in_the_cluster_do_not_make_a_change(cluster_sandbox: Sandbox
     assert cluster_sandbox.kube is not None
     cluster_sandbox.kube.reset_requests()
 
-    assert apply_source_secret(cluster, SourceSecret("flux-system", NS, {"password": PAT})) == "unchanged"
+    assert apply_source_secret(cluster, SourceSecret("flux-system", NS, {"password": PAT})).action == "unchanged"
     assert our_writes(cluster_sandbox) == 0
 
 

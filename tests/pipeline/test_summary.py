@@ -147,6 +147,13 @@ def test_a_re_run_says_nothing_changed() -> None:
     assert "Warnings" not in md
 
 
+def test_a_switch_of_credential_names_the_old_keys_removed() -> None:
+    md = bootstrap_summary(
+        result(secret="updated", removed_keys=("username", "password")), url=URL, branch="main", path=""
+    )
+    assert "- Source secret: updated with the new credential (old keys removed: `username`, `password`)" in md
+
+
 def test_untrusted_text_is_escaped_everywhere_it_appears() -> None:
     broken = ObjectHealth("Kustomization", "flux-system", "flux-system", False, (), (), (), detail=HOSTILE)
     md = bootstrap_summary(

@@ -212,6 +212,35 @@ def test_an_old_python_fails_the_task_with_the_fix(task: Path, tmp_path: Path) -
     )
 
 
+def test_the_advice_names_the_pythons_the_index_carries_packages_for(task: Path, tmp_path: Path) -> None:
+    """Not a version written into the launcher: the newest CPython of runtimes.json, and their range (a
+    free-threaded build is not one UsePythonVersion@0 installs, and 3.9 sorts before 3.10)."""
+    index_file = task / "python" / "runtimes.json"
+    index = json.loads(index_file.read_text(encoding="utf-8"))
+    index["runtimes"] = {"cp39-linux-x86_64": [], "cp310-linux-x86_64": [], "cp313t-linux-x86_64": []}
+    index["runtimes"]["cp311-linux-aarch64"] = []
+    index_file.write_text(json.dumps(index), encoding="utf-8")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_failed_task(
+        launch(task, environment(empty), tmp_path),
+        "UsePythonVersion@0 step (versionSpec: 3.11)",
+        "pythonPath input to a CPython 3.9 to 3.11 (the versions the task carries packages for)",
+    )
+
+
+def test_the_entrys_advice_names_the_pythons_the_index_carries_packages_for(staged_task: Path, tmp_path: Path) -> None:
+    runtimes = {
+        "cp310-linux-x86_64": [],
+        "cp314-linux-x86_64": [],
+        "cp312-linux-aarch64": [],
+        "cp314t-linux-x86_64": [],
+    }
+    task = task_with_index(staged_task, tmp_path, minimum="3.99", runtimes=runtimes)
+    line = run_entry(task, tmp_path).stdout.splitlines()[0]
+    assert "UsePythonVersion@0 (versionSpec 3.14; the task carries packages for CPython 3.10 to 3.14)." in line
+
+
 def test_a_wrong_python_input_fails_the_task_and_names_the_input(task: Path, tmp_path: Path) -> None:
     folder = tmp_path / "path"
     wrapper(folder, "python3")  # not used: the input wins

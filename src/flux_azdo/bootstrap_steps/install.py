@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from flux_azdo.bootstrap_steps.repository import Planner
     from flux_azdo.cluster.apply import ObjectChange
     from flux_azdo.cluster.client import Cluster
-    from flux_azdo.cluster.secrets import SecretAction
+    from flux_azdo.cluster.secrets import SourceSecretChange
     from flux_azdo.git.workspace import Workspace
 
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
@@ -131,9 +131,12 @@ def install_components(
     return installed
 
 
-def reconcile_source_secret(options: BootstrapOptions, cluster: Cluster, reporter: Reporter) -> SecretAction | None:
-    """Create or update the Secret source-controller reads; none with --provider azure."""
-    from flux_azdo.cluster.secrets import apply_source_secret
+def reconcile_source_secret(
+    options: BootstrapOptions, cluster: Cluster, reporter: Reporter
+) -> SourceSecretChange | None:
+    """Create or update the Secret source-controller reads, without the old credential's keys; none with
+    --provider azure."""
+    from flux_azdo.cluster.secrets import apply_source_secret, removed_keys_note
 
     secret = options.cluster_secret
     if secret is None:
@@ -147,14 +150,14 @@ def reconcile_source_secret(options: BootstrapOptions, cluster: Cluster, reporte
     if public_key:
         reporter.success(f"public key: {public_key.strip()}")
     reporter.action(f'applying source secret "{where}"')
-    action = apply_source_secret(cluster, secret)
-    reporter.success("reconciled source secret")
-    return action
+    change = apply_source_secret(cluster, secret)
+    reporter.success(f"reconciled source secret{removed_keys_note(change.removed_keys)}")
+    return change
 
 
 #: The keys of a source Secret that hold a credential, the first found named: with an SSH key, `password` is the
 #: key's passphrase, not a token.
-CREDENTIAL_KEYS = (("identity", "an SSH private key"), ("password", "a token"), ("bearerToken", "a bearer token"))
+HELD_CREDENTIALS = (("identity", "an SSH private key"), ("password", "a token"), ("bearerToken", "a bearer token"))
 
 
 def warn_of_a_stored_credential(options: BootstrapOptions, cluster: Cluster, reporter: Reporter) -> None:
@@ -173,7 +176,7 @@ def warn_of_a_stored_credential(options: BootstrapOptions, cluster: Cluster, rep
         stored = read_source_secret(cluster, namespace, name)
     except UserError:
         return
-    held = next((what for key, what in CREDENTIAL_KEYS if stored and stored.get(key)), None)
+    held = next((what for key, what in HELD_CREDENTIALS if stored and stored.get(key)), None)
     if held is None:
         return
     reporter.warning(
@@ -197,7 +200,8 @@ def apply_sync(
 
     reporter.action("applying sync manifests")
     objects = parse_objects(_manifests(options, planner, workspace, deadline, with_sync=True))
-    _release_secret_ref(options, cluster, objects)
+    if releasing_secret_ref(options, cluster, objects) is not None:
+        release_secret_ref(options, cluster)
     changes = apply_objects(
         cluster, objects, field_manager="flux", establish_timeout=deadline.remaining(ESTABLISH_TIMEOUT)
     )
@@ -235,25 +239,35 @@ def _wait_for_source_controller_rollout(
     reporter.success("source-controller rolled out")
 
 
-def _release_secret_ref(options: BootstrapOptions, cluster: Cluster, objects: Sequence[Mapping[str, Any]]) -> None:
-    """A switch to workload identity drops `spec.secretRef` from the GitRepository: remove it from the live object.
+def releasing_secret_ref(
+    options: BootstrapOptions, cluster: Cluster, objects: Sequence[Mapping[str, Any]]
+) -> Mapping[str, Any] | None:
+    """The GitRepository of `objects` when its apply drops `spec.secretRef` from the live one (a switch to workload
+    identity); else None.
 
     Server-side apply removes a field its manager no longer sends, but from a custom resource it leaves the emptied
     parent behind (kubernetes/kubernetes#99037): `secretRef: {}`, which the GitRepository's schema refuses (`name`
-    is required), so the apply would fail. A JSON merge patch with null removes the whole `secretRef` first, and
-    with it every manager's claim on it; the apply then finds nothing to remove. Only that: a field the patch
-    set would belong to its Update entry, which no later apply could take away (the provider, when switching back).
+    is required), so the apply would fail with a 422. `release_secret_ref` removes it first; `plan` asks this too.
     """
     wanted = next(
         (obj for obj in objects if _is_sync_object(options, obj) and obj.get("kind") == "GitRepository"), None
     )
     if wanted is None or "secretRef" in (wanted.get("spec") or {}):
-        return
+        return None
     live = cluster.get(SOURCE_API, "GitRepository", options.name, options.namespace)
-    if live is None or "secretRef" not in (live.get("spec") or {}):
-        return
+    return wanted if live is not None and "secretRef" in (live.get("spec") or {}) else None
+
+
+def release_secret_ref(options: BootstrapOptions, cluster: Cluster, *, dry_run: bool = False) -> None:
+    """Remove the live GitRepository's `spec.secretRef` with a JSON merge patch (null), before the apply.
+
+    The patch removes the whole `secretRef`, and with it every manager's claim on it; the apply then finds nothing
+    to remove. Only that: a field the patch set would belong to its Update entry, which no later apply could take
+    away (the provider, when switching back). `dry_run`: the server checks the patch and stores nothing (`plan`).
+    """
     resource = cluster.resource(SOURCE_API, "GitRepository")
-    with cluster.errors(f"remove the secretRef of GitRepository {options.namespace}/{options.name}"):
+    verb = "dry-run the removal of" if dry_run else "remove"
+    with cluster.errors(f"{verb} the secretRef of GitRepository {options.namespace}/{options.name}"):
         cluster.dynamic.patch(
             resource,
             body={"spec": {"secretRef": None}},
@@ -261,6 +275,7 @@ def _release_secret_ref(options: BootstrapOptions, cluster: Cluster, objects: Se
             namespace=options.namespace,
             content_type="application/merge-patch+json",
             field_manager="flux",
+            dry_run="All" if dry_run else None,
             _request_timeout=options.cluster.timeout,
         )
 

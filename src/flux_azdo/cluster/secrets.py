@@ -1,10 +1,13 @@
 """The Secrets bootstrap writes through the API (never through Git): the Git credentials and the image pull secret.
 
 Flux's `reconcileSecret` GETs the Secret, creates it when missing, and otherwise sets `stringData` on the live
-object and sends a plain update (reference flux-bootstrap.md §2.5, §5.4). Because that update only *adds*
-`stringData` on top of `.data`, keys the new credential does not name stay (an SSH `identity` survives a switch to
-a token); we keep that. What we change: Flux updates on every run, we write nothing when every key of the new data
-already holds that value, so a re-run with nothing new makes zero write requests.
+object and sends a plain update (reference flux-bootstrap.md §2.5, §5.4). That update only *adds* `stringData` on
+top of `.data`, so keys of the old credential stay: after a switch from a PAT to an SSH key without passphrase the
+old `password` is taken for the key's passphrase, and source-controller fails with "decryption password
+incorrect"; after a switch to a PAT, an SSH `identity` stays behind. Two changes from Flux: the same update also
+drops the credential keys (`CREDENTIAL_KEYS`) the new credential does not have, keeping every other key (`ca.crt`,
+...), for bootstrap and rotate-credentials alike; and nothing is written when the Secret already holds exactly the
+new credential, so a re-run with nothing new makes zero write requests.
 
 Secret values never reach an exception message: every API failure here is re-worded from what we know (kind,
 namespace, name, status) and scrubbed of the values before it is raised.
@@ -16,6 +19,7 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import kubernetes.client
@@ -31,11 +35,37 @@ DOCKER_CONFIG_JSON_KEY = ".dockerconfigjson"
 #: Updates that lose a race with another writer (409 Conflict) are retried on a fresh read this many times.
 _ATTEMPTS = 3
 _HIDDEN = "***"
+#: What a source Secret holds for the credential itself (other keys, such as ca.crt, are kept as they are).
+CREDENTIAL_KEYS = ("username", "password", "identity", "identity.pub", "known_hosts", "bearerToken")
 
 
-def apply_source_secret(cluster: Cluster, secret: SourceSecret) -> SecretAction:
-    """Create the Git credentials Secret, or merge the new `stringData` into it as Flux does; no write if equal."""
-    return _apply(cluster, secret.namespace, secret.name, dict(secret.string_data), None)
+@dataclass(frozen=True)
+class SourceSecretChange:
+    """What writing the source Secret did: its action, and the old credential's keys it removed (names only)."""
+
+    action: SecretAction
+    removed_keys: tuple[str, ...] = ()
+
+
+def stale_credential_keys(live_keys: Iterable[str], string_data: Mapping[str, str]) -> tuple[str, ...]:
+    """The credential keys the live Secret holds and the new credential does not: they go, in `CREDENTIAL_KEYS`
+    order. Keys that are not a credential (ca.crt, a user's own) are never among them."""
+    present = set(live_keys)
+    return tuple(key for key in CREDENTIAL_KEYS if key in present and key not in string_data)
+
+
+def removed_keys_note(keys: Iterable[str]) -> str:
+    """The suffix ` (removed the old password)`: how bootstrap, plan and rotate-credentials name the keys that go
+    (names, never values); empty when none."""
+    names = list(keys)
+    return f" (removed the old {', '.join(names)})" if names else ""
+
+
+def apply_source_secret(cluster: Cluster, secret: SourceSecret) -> SourceSecretChange:
+    """Create the Git credentials Secret, or update it to the new credential (stale credential keys removed, other
+    keys kept); no write when it already holds exactly that credential."""
+    action, removed = _apply(cluster, secret.namespace, secret.name, dict(secret.string_data), None)
+    return SourceSecretChange(action, removed)
 
 
 def apply_image_pull_secret(
@@ -43,7 +73,8 @@ def apply_image_pull_secret(
 ) -> SecretAction:
     """The `kubernetes.io/dockerconfigjson` Secret for `--image-pull-secret` with `--registry-creds`."""
     config = docker_config(registry, username, password)
-    return _apply(cluster, namespace, name, {DOCKER_CONFIG_JSON_KEY: docker_config_json(config)}, config)
+    action, _ = _apply(cluster, namespace, name, {DOCKER_CONFIG_JSON_KEY: docker_config_json(config)}, config)
+    return action
 
 
 def read_source_secret(cluster: Cluster, namespace: str, name: str) -> dict[str, str] | None:
@@ -84,23 +115,30 @@ def docker_config_json(config: Mapping[str, Any]) -> str:
 
 def _apply(
     cluster: Cluster, namespace: str, name: str, string_data: dict[str, str], docker: dict[str, Any] | None
-) -> SecretAction:
+) -> tuple[SecretAction, tuple[str, ...]]:
+    """The action and, for a source Secret, the stale credential keys the update removed."""
     values = tuple(string_data.values()) + (_docker_values(docker) if docker is not None else ())
     for _ in range(_ATTEMPTS):
         live = _read(cluster, namespace, name, values)
         if live is None:
             if _create(cluster, namespace, name, string_data, docker is not None, values):
-                return "created"
+                return "created", ()
             continue  # someone created it meanwhile: compare with theirs
+        data: dict[str, Any] = live.get("data") or {}
+        stale: tuple[str, ...] = ()
         if docker is not None:
             _require_docker_type(live, namespace, name)
             if _same_docker_config(live, docker):
-                return "unchanged"
-        elif _holds(live, string_data):
-            return "unchanged"
+                return "unchanged", ()
+        else:
+            stale = stale_credential_keys(data, string_data)
+            if not stale and _holds(live, string_data):
+                return "unchanged", ()
+        # One update, on the version just read (a 409 reads again): the new keys in, the stale ones out.
+        live["data"] = {key: value for key, value in data.items() if key not in stale}
         live["stringData"] = string_data
         if _update(cluster, namespace, name, live, values):
-            return "updated"
+            return "updated", stale
     raise UserError(
         f"cannot update Secret {namespace}/{name}: it kept changing while we wrote it",
         fix="find what else writes this Secret (kubectl get secret -o yaml shows its managedFields) and re-run",
@@ -215,7 +253,8 @@ def _decoded(live: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _holds(live: Mapping[str, Any], string_data: Mapping[str, str]) -> bool:
-    """Every key of the new data already has that value (other keys do not matter: an update would keep them)."""
+    """Every key of the new data already has that value (other keys do not matter: an update would keep them;
+    stale credential keys are looked for apart)."""
     current = _decoded(live)
     return all(current.get(key) == value for key, value in string_data.items())
 

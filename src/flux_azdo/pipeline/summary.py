@@ -212,6 +212,8 @@ def _bootstrap_details(result: BootstrapResult, url: str | None, mask: Mask) -> 
         "unchanged": "unchanged",
         None: "none (workload identity: no credential is stored)",
     }.get(result.secret) or text(result.secret, mask)
+    if result.removed_keys:
+        secret += f" (old keys removed: {', '.join(code(key, mask) for key in result.removed_keys)})"
     lines.append(f"- Source secret: {secret}")
     if result.reconcile_requested:
         lines.append("- Reconcile requested (the cluster fetches the new commit now, not at the next interval)")
