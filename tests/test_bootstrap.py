@@ -9,7 +9,6 @@ own Kubernetes user, so the simulator's writes (status, Events, Pods) are never 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -17,11 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from flux_azdo.cli import main
-from flux_azdo.cluster.client import Cluster, ClusterAccess
+from flux_azdo.cluster.client import Cluster
 from flux_azdo.cluster.secrets import read_source_secret
-from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import Sandbox
+from support.cli_runs import (
+    SSH_PATCH_KUSTOMIZATION,
+    admin_cluster,
+    bootstrap_argv,
+    commits,
+    git,
+    run_cli,
+    user_kubeconfig,
+    writes_by,
+)
 from support.isolation import isolate_environment
 from support.sandboxes import running_sandbox
 from support.seeding import seed
@@ -39,17 +46,13 @@ def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def kubeconfig(cluster_sandbox: Sandbox, tmp_path: Path) -> Path:
     """A kubeconfig of a user of its own with every right: the requests it makes are ours alone."""
-    assert cluster_sandbox.kube is not None
-    token = cluster_sandbox.kube.add_user(BOOTSTRAPPER, [AccessRule(verbs=("*",))])
-    path = tmp_path / "bootstrapper.kubeconfig"
-    cluster_sandbox.kube.write_kubeconfig(path, token=token)
-    return path
+    return user_kubeconfig(cluster_sandbox, BOOTSTRAPPER, tmp_path / "bootstrapper.kubeconfig")
 
 
 @pytest.fixture
 def cluster(cluster_sandbox: Sandbox) -> Iterator[Cluster]:
     """A separate connection (the sandbox's admin) for looking at the cluster afterwards."""
-    with Cluster(ClusterAccess(cluster_sandbox.kubeconfig_path)) as connection:
+    with admin_cluster(cluster_sandbox) as connection:
         yield connection
 
 
@@ -62,50 +65,11 @@ def bootstrap(
     url: str | None = None,
 ) -> tuple[int, str, str]:
     """One run; later flags in `extra` override the defaults here (argparse keeps the last)."""
-    argv = [
-        "bootstrap",
-        "--url",
-        url or sandbox.repo_url,
-        "--allow-insecure-http",
-        "--manifests",
-        str(sample_file),
-        "--kubeconfig",
-        str(kubeconfig),
-        "--path",
-        "clusters/sandbox",
-        "--timeout",
-        "60s",
-        *extra,
-    ]
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def git(sandbox: Sandbox, *args: str) -> str:
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
-    completed = subprocess.run(
-        ["git", "--git-dir", str(sandbox.repository.git_dir), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    return completed.stdout.strip() if completed.returncode == 0 else ""
-
-
-def commits(sandbox: Sandbox) -> list[str]:
-    """Subjects of the commits on main, newest first (none: the branch does not exist)."""
-    return git(sandbox, "log", "--format=%s", "refs/heads/main").splitlines()
+    return run_cli(capsys, *bootstrap_argv("bootstrap", sandbox, kubeconfig, sample_file, *extra, url=url))
 
 
 def our_writes(sandbox: Sandbox) -> list[str]:
-    assert sandbox.kube is not None
-    return [
-        f"{r.verb} {r.resource} {r.namespace}/{r.name}"
-        for r in sandbox.kube.requests
-        if r.user == BOOTSTRAPPER and r.is_write
-    ]
+    return writes_by(sandbox, BOOTSTRAPPER)
 
 
 def flux_lines(err: str) -> list[str]:
@@ -310,21 +274,7 @@ def test_the_path_guard_stops_before_anything_is_pushed(
     assert our_writes(cluster_sandbox) == []
 
 
-USER_KUSTOMIZATION = """\
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-- gotk-components.yaml
-- gotk-sync.yaml
-patches:
-- patch: |
-    - op: add
-      path: /spec/template/spec/containers/0/args/-
-      value: --ssh-hostkey-algos=rsa-sha2-512,rsa-sha2-256
-  target:
-    kind: Deployment
-    name: source-controller
-"""
+USER_KUSTOMIZATION = SSH_PATCH_KUSTOMIZATION
 
 
 def test_ssh_with_the_users_key_and_a_user_patch_that_takes_effect_on_first_install(
@@ -401,9 +351,7 @@ def test_a_deployment_that_never_becomes_ready_gives_a_health_report(
         unpullable_images=("ghcr.io/fluxcd/helm-controller",),
     ) as sandbox:
         assert sandbox.kube is not None
-        token = sandbox.kube.add_user(BOOTSTRAPPER, [AccessRule(verbs=("*",))])
-        kubeconfig = tmp_path / "bootstrapper.kubeconfig"
-        sandbox.kube.write_kubeconfig(kubeconfig, token=token)
+        kubeconfig = user_kubeconfig(sandbox, BOOTSTRAPPER, tmp_path / "bootstrapper.kubeconfig")
         monkeypatch.setenv("GIT_PASSWORD", sandbox.pat)
         code, out, err = bootstrap(capsys, sandbox, kubeconfig, sample_file, "--timeout", "6s", "--output", "json")
 

@@ -20,7 +20,6 @@ import pytest
 from flux_azdo.azdo.access import AccessOptions, preflight_request
 from flux_azdo.bootstrap import BootstrapFailed, BootstrapOptions, Deadline, bootstrap
 from flux_azdo.bootstrap_steps.health import IncludesOurs
-from flux_azdo.cli import main
 from flux_azdo.cluster.client import Cluster, ClusterAccess
 from flux_azdo.cluster.secrets import read_source_secret
 from flux_azdo.git import Change, Workspace
@@ -28,9 +27,9 @@ from flux_azdo.manifests.install import InstallOptions
 from flux_azdo.manifests.sourcesecret import token_secret
 from flux_azdo.manifests.sync import SyncOptions
 from flux_azdo.sandbox.azure_devops import security
-from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import FULL_SCOPES, Sandbox
 from support.azdo_world import GitCli
+from support.cli_runs import admin_cluster, bootstrap_argv, git, head, run_cli, user_kubeconfig, writes_by
 from support.isolation import NotATerminal, isolate_environment
 from support.sandboxes import running_sandbox
 
@@ -49,10 +48,7 @@ def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def bootstrapper_kubeconfig(sandbox: Sandbox, path: Path) -> Path:
     """A kubeconfig of a user of its own with every right: the requests it makes are ours alone."""
-    assert sandbox.kube is not None
-    token = sandbox.kube.add_user(BOOTSTRAPPER, [AccessRule(verbs=("*",))])
-    sandbox.kube.write_kubeconfig(path, token=token)
-    return path
+    return user_kubeconfig(sandbox, BOOTSTRAPPER, path)
 
 
 @pytest.fixture
@@ -63,7 +59,7 @@ def kubeconfig(cluster_sandbox: Sandbox, tmp_path: Path) -> Path:
 @pytest.fixture
 def cluster(cluster_sandbox: Sandbox) -> Iterator[Cluster]:
     """A separate connection (the sandbox's admin) for looking at the cluster afterwards."""
-    with Cluster(ClusterAccess(cluster_sandbox.kubeconfig_path)) as connection:
+    with admin_cluster(cluster_sandbox) as connection:
         yield connection
 
 
@@ -72,40 +68,7 @@ def run(
 ) -> tuple[int, str, str]:
     """One `flux-azdo bootstrap`; flags in `extra` come last, so they override the defaults (argparse keeps the
     last); `--url` defaults to the sandbox's http clone URL."""
-    argv = [
-        "bootstrap",
-        "--url",
-        sandbox.repo_url,
-        "--allow-insecure-http",
-        "--manifests",
-        str(sample_file),
-        "--kubeconfig",
-        str(kubeconfig),
-        "--path",
-        PATH,
-        "--timeout",
-        "60s",
-        *extra,
-    ]
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def git(sandbox: Sandbox, *args: str) -> str:
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
-    completed = subprocess.run(
-        ["git", "--git-dir", str(sandbox.repository.git_dir), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    return completed.stdout.strip() if completed.returncode == 0 else ""
-
-
-def head(sandbox: Sandbox) -> str:
-    return git(sandbox, "rev-parse", "refs/heads/main")
+    return run_cli(capsys, *bootstrap_argv("bootstrap", sandbox, kubeconfig, sample_file, *extra, path=PATH))
 
 
 def ready_condition(obj: dict[str, object] | None) -> dict[str, str]:
@@ -116,12 +79,7 @@ def ready_condition(obj: dict[str, object] | None) -> dict[str, str]:
 
 
 def our_writes(sandbox: Sandbox) -> list[str]:
-    assert sandbox.kube is not None
-    return [
-        f"{r.verb} {r.resource} {r.namespace}/{r.name}"
-        for r in sandbox.kube.requests
-        if r.user == BOOTSTRAPPER and r.is_write
-    ]
+    return writes_by(sandbox, BOOTSTRAPPER)
 
 
 # ----- workload identity ---------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from flux_azdo.cli import main
 from flux_azdo.sandbox.runtime import Sandbox
+from support.cli_runs import run_cli
 from support.isolation import NotATerminal, isolate_environment
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -30,9 +30,7 @@ def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(["check", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(capsys, "check", *argv)
 
 
 def test_a_pat_from_git_password_is_ready(

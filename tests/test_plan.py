@@ -8,8 +8,6 @@ ours), where nothing may be a write (server-side dry runs and access reviews sto
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import kubernetes.client
@@ -20,6 +18,7 @@ from flux_azdo.cluster.client import Cluster, ClusterAccess
 from flux_azdo.sandbox.azure_devops import security
 from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import FULL_SCOPES, Sandbox
+from support.cli_runs import SSH_PATCH_KUSTOMIZATION, bootstrap_argv, git, run_cli, user_kubeconfig, writes_by
 from support.isolation import isolate_environment
 from support.seeding import seed
 
@@ -40,11 +39,7 @@ def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def kubeconfig(cluster_sandbox: Sandbox, tmp_path: Path) -> Path:
     """A user of its own with every right, for plan and bootstrap: the requests it makes are ours alone."""
-    assert cluster_sandbox.kube is not None
-    token = cluster_sandbox.kube.add_user(PLANNER, [AccessRule(verbs=("*",))])
-    path = tmp_path / "planner.kubeconfig"
-    cluster_sandbox.kube.write_kubeconfig(path, token=token)
-    return path
+    return user_kubeconfig(cluster_sandbox, PLANNER, tmp_path / "planner.kubeconfig")
 
 
 def run(
@@ -56,36 +51,12 @@ def run(
     *extra: str,
 ) -> tuple[int, str, str]:
     """`plan` or `bootstrap` with the same flags; later flags in `extra` override these (argparse keeps the last)."""
-    argv = [
-        command,
-        "--url",
-        sandbox.repo_url,
-        "--allow-insecure-http",
-        "--manifests",
-        str(sample_file),
-        "--kubeconfig",
-        str(kubeconfig),
-        "--path",
-        "clusters/sandbox",
-        "--timeout",
-        "60s",
-        *extra,
-    ]
-    code = main(argv)
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(capsys, *bootstrap_argv(command, sandbox, kubeconfig, sample_file, *extra))
 
 
 def refs(sandbox: Sandbox) -> str:
     """Every ref of the sandbox's bare repository with its sha: any push or new branch changes this."""
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
-    return subprocess.run(
-        ["git", "--git-dir", str(sandbox.repository.git_dir), "for-each-ref", "--format=%(refname) %(objectname)"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    ).stdout
+    return git(sandbox, "for-each-ref", "--format=%(refname) %(objectname)", check=True)
 
 
 def requests(sandbox: Sandbox) -> list[str]:
@@ -98,12 +69,7 @@ def requests(sandbox: Sandbox) -> list[str]:
 
 
 def writes(sandbox: Sandbox) -> list[str]:
-    assert sandbox.kube is not None
-    return [
-        f"{r.verb} {r.resource} {r.namespace}/{r.name}"
-        for r in sandbox.kube.requests
-        if r.user == PLANNER and r.is_write
-    ]
+    return writes_by(sandbox, PLANNER)
 
 
 def bootstrapped(capsys: pytest.CaptureFixture[str], sandbox: Sandbox, kubeconfig: Path, sample_file: Path) -> str:
@@ -441,9 +407,7 @@ def test_a_usage_mistake_in_plan_exits_1_not_2(capsys: pytest.CaptureFixture[str
 
 
 def check(capsys: pytest.CaptureFixture[str], sandbox: Sandbox, *extra: str) -> tuple[int, str, str]:
-    code = main(["check", "--url", sandbox.repo_url, "--allow-insecure-http", *extra])
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(capsys, "check", "--url", sandbox.repo_url, "--allow-insecure-http", *extra)
 
 
 def test_check_with_a_kubeconfig_adds_the_cluster_checks(
@@ -546,21 +510,7 @@ def test_check_reports_an_unknown_context_as_a_failed_cluster_check(
     assert lines[-1].startswith("✗ blocked")
 
 
-USER_KUSTOMIZATION = """\
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-- gotk-components.yaml
-- gotk-sync.yaml
-patches:
-- patch: |
-    - op: add
-      path: /spec/template/spec/containers/0/args/-
-      value: --ssh-hostkey-algos=rsa-sha2-512,rsa-sha2-256
-  target:
-    kind: Deployment
-    name: source-controller
-"""
+USER_KUSTOMIZATION = SSH_PATCH_KUSTOMIZATION
 
 
 def test_a_user_kustomization_with_patches_is_planned_through_kustomize(

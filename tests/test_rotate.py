@@ -9,7 +9,6 @@ user, so "nothing was written" can be counted at the API server.
 from __future__ import annotations
 
 import datetime
-import os
 import shutil
 import subprocess
 import time
@@ -19,34 +18,19 @@ from pathlib import Path
 import pytest
 
 from flux_azdo import rotate
-from flux_azdo.cli import main
-from flux_azdo.cluster.client import Cluster, ClusterAccess
+from flux_azdo.cluster.client import Cluster
 from flux_azdo.cluster.secrets import apply_source_secret, read_source_secret
 from flux_azdo.cluster.waits import WaitFailed, wait_for_source
 from flux_azdo.manifests.sourcesecret import token_secret
 from flux_azdo.sandbox.keys import write_rsa_key
-from flux_azdo.sandbox.kube import AccessRule
 from flux_azdo.sandbox.runtime import FULL_SCOPES, Sandbox
+from support import cli_runs
+from support.cli_runs import SSH_PATCH_KUSTOMIZATION, admin_cluster, bootstrap_argv, run_cli, user_kubeconfig, writes_by
 from support.isolation import CREDENTIAL_VARIABLES, isolate_environment
 from support.seeding import seed
 
 USER = "rotator"
 GIT_REPOSITORY = ("source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", "flux-system")
-SSH_PATCH_KUSTOMIZATION = """\
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-- gotk-components.yaml
-- gotk-sync.yaml
-patches:
-- patch: |
-    - op: add
-      path: /spec/template/spec/containers/0/args/-
-      value: --ssh-hostkey-algos=rsa-sha2-512,rsa-sha2-256
-  target:
-    kind: Deployment
-    name: source-controller
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -57,23 +41,19 @@ def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def kubeconfig(cluster_sandbox: Sandbox, tmp_path: Path) -> Path:
-    assert cluster_sandbox.kube is not None
-    token = cluster_sandbox.kube.add_user(USER, [AccessRule(verbs=("*",))])
-    path = tmp_path / "rotator.kubeconfig"
-    cluster_sandbox.kube.write_kubeconfig(path, token=token)
-    return path
+    """A kubeconfig of a user of its own with every right: the requests it makes are ours alone."""
+    return user_kubeconfig(cluster_sandbox, USER, tmp_path / "rotator.kubeconfig")
 
 
 @pytest.fixture
 def cluster(cluster_sandbox: Sandbox) -> Iterator[Cluster]:
-    with Cluster(ClusterAccess(cluster_sandbox.kubeconfig_path)) as connection:
+    """A separate connection (the sandbox's admin) for looking at the cluster afterwards."""
+    with admin_cluster(cluster_sandbox) as connection:
         yield connection
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(capsys, *argv)
 
 
 def bootstrap(
@@ -89,22 +69,7 @@ def bootstrap(
     with monkeypatch.context() as scoped:
         for name, value in (env or {"GIT_PASSWORD": sandbox.pat}).items():
             scoped.setenv(name, value)
-        code, _, err = run(
-            capsys,
-            "bootstrap",
-            "--url",
-            url or sandbox.repo_url,
-            "--allow-insecure-http",
-            "--manifests",
-            str(sample_file),
-            "--kubeconfig",
-            str(kubeconfig),
-            "--path",
-            "clusters/sandbox",
-            "--timeout",
-            "60s",
-            *extra,
-        )
+        code, _, err = run(capsys, *bootstrap_argv("bootstrap", sandbox, kubeconfig, sample_file, *extra, url=url))
     assert code == 0, err
 
 
@@ -115,21 +80,11 @@ def rotate_credentials(
 
 
 def head(sandbox: Sandbox) -> str:
-    completed = subprocess.run(
-        ["git", "--git-dir", str(sandbox.repository.git_dir), "rev-parse", "refs/heads/main"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1"},
-    )
-    return completed.stdout.strip()
+    return cli_runs.head(sandbox, check=True)
 
 
 def writes(sandbox: Sandbox) -> list[str]:
-    assert sandbox.kube is not None
-    return [
-        f"{r.verb} {r.resource} {r.namespace}/{r.name}" for r in sandbox.kube.requests if r.user == USER and r.is_write
-    ]
+    return writes_by(sandbox, USER)
 
 
 def ready(cluster: Cluster) -> dict[str, str]:

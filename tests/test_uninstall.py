@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +17,10 @@ from typing import Any
 
 import pytest
 
-from flux_azdo.cli import main
 from flux_azdo.cluster.apply import apply_objects, parse_objects
-from flux_azdo.cluster.client import Cluster, ClusterAccess
-from flux_azdo.sandbox.kube import AccessRule
+from flux_azdo.cluster.client import Cluster
 from flux_azdo.sandbox.runtime import Sandbox
+from support.cli_runs import admin_cluster, bootstrap_argv, git, run_cli, user_kubeconfig
 from support.isolation import CREDENTIAL_VARIABLES, isolate_environment
 from support.seeding import seed
 
@@ -89,42 +87,24 @@ def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def kubeconfig(cluster_sandbox: Sandbox, tmp_path: Path) -> Path:
-    assert cluster_sandbox.kube is not None
-    token = cluster_sandbox.kube.add_user(USER, [AccessRule(verbs=("*",))])
-    path = tmp_path / "uninstaller.kubeconfig"
-    cluster_sandbox.kube.write_kubeconfig(path, token=token)
-    return path
+    """A kubeconfig of a user of its own with every right: the requests it makes are ours alone."""
+    return user_kubeconfig(cluster_sandbox, USER, tmp_path / "uninstaller.kubeconfig")
 
 
 @pytest.fixture
 def cluster(cluster_sandbox: Sandbox) -> Iterator[Cluster]:
-    with Cluster(ClusterAccess(cluster_sandbox.kubeconfig_path)) as connection:
+    """A separate connection (the sandbox's admin) for looking at the cluster afterwards."""
+    with admin_cluster(cluster_sandbox) as connection:
         yield connection
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(capsys, *argv)
 
 
 def bootstrap(capsys: pytest.CaptureFixture[str], sandbox: Sandbox, kubeconfig: Path, sample_file: Path) -> None:
     os.environ["GIT_PASSWORD"] = sandbox.pat  # the autouse fixture removes it again after the test
-    code, _, err = run(
-        capsys,
-        "bootstrap",
-        "--url",
-        sandbox.repo_url,
-        "--allow-insecure-http",
-        "--manifests",
-        str(sample_file),
-        "--kubeconfig",
-        str(kubeconfig),
-        "--path",
-        "clusters/sandbox",
-        "--timeout",
-        "60s",
-    )
+    code, _, err = run(capsys, *bootstrap_argv("bootstrap", sandbox, kubeconfig, sample_file))
     del os.environ["GIT_PASSWORD"]
     assert code == 0, err
 
@@ -155,14 +135,6 @@ def deploy_workloads(cluster: Cluster, *, owned_by_kustomization: bool = False) 
             "data": {"kept": "yes"},
         }
         apply_objects(cluster, [owned], field_manager="kustomize-controller")
-
-
-def git(sandbox: Sandbox, *args: str) -> str:
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
-    completed = subprocess.run(
-        ["git", "--git-dir", str(sandbox.repository.git_dir), *args], capture_output=True, text=True, env=env
-    )
-    return completed.stdout.strip() if completed.returncode == 0 else ""
 
 
 def items(cluster: Cluster, path: str, **query: Any) -> list[dict[str, Any]]:
